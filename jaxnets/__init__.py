@@ -1,0 +1,1 @@
+"""jaxnets: classic deep-learning derivations as pure, jittable JAX functions."""

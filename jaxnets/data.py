@@ -1,0 +1,172 @@
+"""Data sets as numpy arrays: images [N, H, W] float32 in [0, 1], labels [N] int32.
+
+- ``digits()``: scikit-learn's bundled 8x8 digits (1,797 images); works on any machine.
+- ``mnist(data_dir)``: the standard IDX .gz files, checksums verified. With all four files, the
+  official 60,000 / 10,000 split. With only the t10k pair (the official test set), a fixed split
+  of it: a permutation drawn with ``numpy.random.default_rng(0)``, its first 8,000 images for
+  training and the remaining 2,000 for testing (``T10K_SPLIT``).
+- ``download_mnist(data_dir)``: fetches missing files, each written to a temporary file in
+  ``data_dir``, checked against its official MD5, then renamed into place: an interrupted or
+  corrupt download raises ``DataError`` and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+
+class DataError(Exception):
+    """A data set is missing, corrupt or not what its name says."""
+
+
+class Split(NamedTuple):
+    """Train and test arrays: x [N, H, W] float32 in [0, 1], y [N] int32."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def digits(test_fraction: float = 0.2, seed: int = 0) -> Split:
+    """scikit-learn's 8x8 digits, pixel values 0..16 scaled to [0, 1], stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images / 16.0).astype(np.float32)  # [1797, 8, 8]
+    y = bunch.target.astype(np.int32)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    return Split(x_tr, y_tr, x_te, y_te)
+
+
+# Official MD5 sums of the four MNIST files.
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+T10K_SPLIT = (8000, 2000)
+MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+# IDX magic numbers: 0x00000803 = unsigned bytes, 3 dims; 0x00000801 = unsigned bytes, 1 dim.
+_IDX_NDIM = {0x0803: 3, 0x0801: 1}
+
+
+def md5(path: Path) -> str:
+    """Hex MD5 of a file, read in 1 MiB blocks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_md5(path: Path) -> None:
+    expected = MNIST_MD5.get(path.name)
+    if expected is not None and (got := md5(path)) != expected:
+        raise DataError(f"{path}: MD5 {got} does not match the official {expected}; "
+                        "the file is corrupt or not the MNIST file of that name")
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (gzipped or not) of unsigned bytes: images [N, H, W] or labels [N]."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot be read as {'gzip' if opener is gzip.open else 'IDX'}"
+                        f" ({e})") from e
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else -1
+    ndim = _IDX_NDIM.get(magic)
+    if ndim is None:
+        raise DataError(f"{path}: not an IDX file of unsigned bytes (magic {magic:#010x}, "
+                        "expected 0x00000803 or 0x00000801)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = raw[4 + 4 * ndim:]
+    if len(body) != int(np.prod(shape)):
+        raise DataError(f"{path}: header says shape {shape} ({int(np.prod(shape))} bytes) but "
+                        f"{len(body)} bytes follow; the file is truncated or corrupt")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _load_pair(data_dir: Path, images: str, labels: str) -> tuple[np.ndarray, np.ndarray]:
+    for name in (images, labels):
+        _check_md5(data_dir / name)
+    x = read_idx(data_dir / images)
+    y = read_idx(data_dir / labels)
+    if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise DataError(f"{data_dir}: {images} {x.shape} and {labels} {y.shape} do not pair up")
+    return (x / np.float32(255)).astype(np.float32), y.astype(np.int32)
+
+
+def mnist(data_dir: str | os.PathLike) -> Split:
+    """MNIST from the IDX .gz files in ``data_dir`` (see the module docstring for the splits)."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"MNIST data directory {data_dir} does not exist; expected the IDX files "
+                        f"{', '.join(T10K_FILES)} (and optionally {', '.join(TRAIN_FILES)}) "
+                        "there; jaxnets.data.download_mnist(dir) fetches them")
+    missing = [f for f in T10K_FILES if not (data_dir / f).is_file()]
+    if missing:
+        raise DataError(f"{data_dir}: missing {', '.join(missing)}; "
+                        "jaxnets.data.download_mnist(dir) fetches them")
+    x_te, y_te = _load_pair(data_dir, *T10K_FILES)
+    if all((data_dir / f).is_file() for f in TRAIN_FILES):
+        return Split(*_load_pair(data_dir, *TRAIN_FILES), x_te, y_te)
+    n_train, n_test = T10K_SPLIT
+    perm = np.random.default_rng(0).permutation(len(y_te))
+    tr, te = perm[:n_train], perm[n_train:n_train + n_test]
+    return Split(x_te[tr], y_te[tr], x_te[te], y_te[te])
+
+
+def download(url: str, dest: Path, expected_md5: str, timeout: float = 60.0) -> Path:
+    """Fetch ``url`` to ``dest`` atomically: temp file in dest's folder, MD5 check, rename."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while block := resp.read(1 << 20):
+                out.write(block)
+        got = md5(Path(tmp))
+        if got != expected_md5:
+            raise DataError(f"download of {url} has MD5 {got}, expected {expected_md5}; "
+                            f"the transfer was corrupted, {dest} was not written")
+        os.replace(tmp, dest)
+    except DataError:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    except Exception as e:  # network errors, truncated transfers (IncompleteRead), disk full
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"download of {url} failed ({type(e).__name__}: {e}); "
+                        f"{dest} was not written") from e
+    return dest
+
+
+def download_mnist(data_dir: str | os.PathLike, base_url: str = MNIST_MIRROR,
+                   files: tuple[str, ...] = tuple(MNIST_MD5), timeout: float = 60.0
+                   ) -> list[Path]:
+    """Download the named MNIST files that ``data_dir`` lacks (or holds corrupt); return paths."""
+    data_dir = Path(data_dir)
+    paths = []
+    for name in files:
+        dest = data_dir / name
+        if not (dest.is_file() and md5(dest) == MNIST_MD5[name]):
+            download(base_url.rstrip("/") + "/" + name, dest, MNIST_MD5[name], timeout)
+        paths.append(dest)
+    return paths

@@ -1,0 +1,1 @@
+"""Model families as pure functions: ``init(key, ...) -> params``, ``apply``, ``loss``."""

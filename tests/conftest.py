@@ -1,0 +1,33 @@
+"""Shared test settings: hypothesis profile, float64 scope, relative-error helper."""
+
+import os
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# Jitted functions compile on first call, so no per-example deadline; few examples keep CI short.
+settings.register_profile(
+    "jaxnets", deadline=None, max_examples=8, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
+settings.register_profile("thorough", parent=settings.get_profile("jaxnets"), max_examples=200)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxnets"))
+
+MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture
+def x64():
+    """Enable float64 for the duration of one test."""
+    with jax.enable_x64(True):
+        yield
+
+
+def rel_err(a, b) -> float:
+    """max over leaves of ||a - b|| / ||b|| (Frobenius norms)."""
+    errs = jax.tree.leaves(jax.tree.map(
+        lambda u, v: np.linalg.norm(np.asarray(u, np.float64) - np.asarray(v, np.float64))
+        / max(np.linalg.norm(np.asarray(v, np.float64)), 1e-300), a, b))
+    return max(float(e) for e in errs)

@@ -1,0 +1,144 @@
+"""train.fit: one jitted scan, traced learning rate, vmappable, reproducible, divergence caught."""
+
+from functools import partial
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnets import optim, train
+from jaxnets.models import sin_mlp
+
+D, D_H, M, N = 6, 16, 3, 96
+INIT = partial(sin_mlp.init, d=D, d_h=D_H, m=M)
+
+
+def _data(seed=0, n=N):
+    """Three Gaussian blobs in R^6: learnable, so the loss must fall."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, M, n).astype(np.int32)
+    centres = rng.normal(scale=3.0, size=(M, D))
+    x = (centres[y] + rng.normal(size=(n, D))).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(y)
+
+
+def _fit(key=0, lr=0.05, data=None, **kw):
+    data = _data() if data is None else data
+    kw = dict(init=INIT, loss=sin_mlp.loss, optimizer=optim.get("sgd"), steps=60,
+              batch_size=16, evaluate=sin_mlp.metrics, eval_every=20) | kw
+    return train.fit(jax.random.key(key), lr, data, {"train": data}, **kw)
+
+
+def test_fit_learns_and_returns_per_step_metrics():
+    r = _fit()
+    chex.assert_shape(r.train_loss, (60,))
+    chex.assert_shape([r.eval_metrics["train/loss"], r.eval_metrics["train/accuracy"]], [(3,)] * 2)
+    assert int(r.diverged_at) == -1
+    first = float(sin_mlp.loss(INIT(jax.random.split(jax.random.key(0))[0]), _data()))
+    assert float(r.eval_metrics["train/loss"][-1]) < 0.5 * first
+    assert float(r.eval_metrics["train/accuracy"][-1]) > 0.9
+
+
+def test_same_seed_bit_identical_other_seed_differs():
+    a, b, c = _fit(key=3), _fit(key=3), _fit(key=4)
+    chex.assert_trees_all_equal(a, b)
+    assert not np.array_equal(a.train_loss, c.train_loss)
+
+
+def test_learning_rate_is_traced_no_recompile():
+    _fit(lr=0.01)
+    size = train._fit_jit._cache_size()
+    r1, r2 = _fit(lr=0.02), _fit(lr=0.03)
+    assert train._fit_jit._cache_size() == size
+    assert not np.array_equal(r1.train_loss, r2.train_loss)
+
+
+def test_vmap_over_seeds_and_learning_rates_matches_single_runs():
+    data = _data()
+    kw = dict(init=INIT, loss=sin_mlp.loss, optimizer=optim.get("momentum"), steps=40,
+              batch_size=16, evaluate=sin_mlp.metrics, eval_every=20)
+    keys = jax.random.split(jax.random.key(7), 3)
+    lrs = jnp.array([0.01, 0.1, 0.3])
+    swept = jax.vmap(lambda k, lr: train.fit(k, lr, data, {"train": data}, **kw))(keys, lrs)
+    chex.assert_shape(swept.train_loss, (3, 40))
+    for i in range(3):
+        alone = train.fit(keys[i], lrs[i], data, {"train": data}, **kw)
+        chex.assert_trees_all_close(jax.tree.map(lambda a, i=i: a[i], swept), alone,
+                                    rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_run_equals_fit():
+    """The experiments' loop of jitted chunks reproduces fit (the same step function)."""
+    data = _data()
+    opt = optim.get("adam")
+    whole = _fit(optimizer=opt, lr=0.01)
+    state = train.init_state(jax.random.key(0), init=INIT, optimizer=opt)
+    losses = []
+    for _ in range(3):
+        state, (chunk, metrics) = train.train_chunk_jit(
+            state, jnp.float32(0.01), data, {"train": data}, evaluate=sin_mlp.metrics,
+            num_steps=20, loss=sin_mlp.loss, optimizer=opt, batch_size=16)
+        losses.append(chunk)
+    chex.assert_trees_all_close(jnp.concatenate(losses), whole.train_loss, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close(state.params, whole.params, rtol=1e-5, atol=1e-6)
+    assert int(state.step) == 60
+
+
+def test_minibatches_are_epochs_without_replacement():
+    key = jax.random.key(0)
+    idx = jnp.stack([train.minibatch_indices(key, t, 20, 5) for t in range(8)])
+    for epoch in (idx[:4], idx[4:]):
+        np.testing.assert_array_equal(np.sort(epoch.reshape(-1)), np.arange(20))
+    assert not np.array_equal(idx[:4], idx[4:])
+
+
+def test_divergence_is_caught_masked_and_raised():
+    r = _fit(lr=1e38, optimizer=optim.get("sgd"))
+    step = int(r.diverged_at)
+    assert 0 <= step < 60
+    assert np.all(np.isfinite(r.train_loss[:step]))
+    assert np.all(np.isnan(r.train_loss[step + 1:]))
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(r.params))
+    with pytest.raises(train.DivergenceError, match=f"NaN/inf at step {step}"):
+        train.raise_if_diverged(r.diverged_at, 1e38)
+    train.raise_if_diverged(_fit().diverged_at)  # a healthy run passes
+
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(steps=50), ValueError, r"steps \(50\) must be a multiple of eval_every \(20\)"),
+    (dict(batch_size=500), ValueError, r"batch_size \(500\) exceeds the 96 training"),
+    (dict(steps=0), ValueError, "steps must be a positive integer"),
+    (dict(data=(jnp.ones((N, D)), jnp.zeros(N - 1, jnp.int32))), ValueError,
+     r"train_data has \(96,\) inputs but \(95,\) targets"),
+    (dict(data=(jnp.ones((N, D + 1)), jnp.zeros(N, jnp.int32))), ValueError,
+     r"x must have shape \[B, 6\]"),
+    (dict(data=(jnp.ones((N, D)), jnp.full(N, 3, jnp.int32))), ValueError,
+     r"labels must be in \[0, 3\), got values in \[3, 3\]"),
+])
+def test_bad_run_arguments_fail_before_compiling(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        _fit(**kw)
+
+
+def test_unknown_optimizer_name():
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamw'; expected one of"):
+        optim.get("adamw")
+
+
+def test_momentum_is_the_seeds_ema_form(x64):
+    """v <- beta v + (1 - beta) g, theta <- theta - alpha v, written out for 25 steps."""
+    grad = jax.grad(lambda t: jnp.sum(jnp.sin(t) + 0.1 * t ** 4))
+    alpha, beta = 0.05, 0.8
+    opt = optim.momentum(alpha, beta)
+    theta = jnp.array([1.0, -2.0, 0.5])
+    state = opt.init(theta)
+    theta_ref, v = np.asarray(theta), np.zeros(3)
+    for _ in range(25):
+        g = grad(theta)
+        updates, state = opt.update(g, state, theta)
+        theta = theta + updates
+        v = beta * v + (1 - beta) * np.asarray(grad(jnp.asarray(theta_ref)))
+        theta_ref = theta_ref - alpha * v
+        np.testing.assert_allclose(theta, theta_ref, rtol=1e-13, atol=1e-15)
