@@ -99,7 +99,8 @@ def run(config: Config, progress: bool = True) -> dict:
     """
     split = load_data(config)
     train_data = (jnp.asarray(split.x_train), jnp.asarray(split.y_train))
-    eval_data = {"train": train_data, "test": (jnp.asarray(split.x_test), jnp.asarray(split.y_test))}
+    test_data = (jnp.asarray(split.x_test), jnp.asarray(split.y_test))
+    eval_data = {"train": train_data, "test": test_data}
     d, m = train_data[0].shape[1], 10
     init = partial(sin_mlp.init, d=d, d_h=config.hidden, m=m)
     factory = optim.get(config.optimizer)

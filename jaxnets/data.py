@@ -141,8 +141,13 @@ def download(url: str, dest: Path, expected_md5: str, timeout: float = 60.0) -> 
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            expected_size, size = resp.headers.get("Content-Length"), 0
             while block := resp.read(1 << 20):
                 out.write(block)
+                size += len(block)
+        if expected_size is not None and size != int(expected_size):
+            raise DataError(f"download of {url} was cut short: {size} of {expected_size} bytes; "
+                            f"{dest} was not written")
         got = md5(Path(tmp))
         if got != expected_md5:
             raise DataError(f"download of {url} has MD5 {got}, expected {expected_md5}; "

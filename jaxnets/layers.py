@@ -85,4 +85,4 @@ def batch_norm_backward(dy: Array, x: Array, gamma: Array, eps: float = 1e-5) ->
         - jnp.sum(dx_hat, axis=axes)
         - x_hat * jnp.sum(dx_hat * x_hat, axis=axes)
     )
-    return BatchNormGrads(dx=dx, dgamma=jnp.sum(dy * x_hat, axis=axes), dbeta=jnp.sum(dy, axis=axes))
+    return BatchNormGrads(dx, dgamma=jnp.sum(dy * x_hat, axis=axes), dbeta=jnp.sum(dy, axis=axes))

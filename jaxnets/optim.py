@@ -14,7 +14,7 @@ OptimizerFactory = Callable[..., optax.GradientTransformation]
 
 
 def momentum(learning_rate, beta: float = 0.9) -> optax.GradientTransformation:
-    """Momentum in EMA form: v <- beta v + (1 - beta) g,  theta <- theta - alpha v  (seed 004, 11.1).
+    """Momentum in EMA form: v <- beta v + (1 - beta) g, theta <- theta - alpha v (seed 004 11.1).
 
     optax.ema with debias=False keeps exactly this v (zero-initialised, no bias correction).
     """
@@ -34,4 +34,5 @@ def get(name: str) -> OptimizerFactory:
     try:
         return OPTIMIZERS[name]
     except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(OPTIMIZERS)}") from None
+        known = sorted(OPTIMIZERS)
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {known}") from None
