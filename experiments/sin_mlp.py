@@ -74,10 +74,11 @@ def plot(rows: list[dict], path: Path) -> Path:
 
     step = [r["step"] for r in rows]
     fig, (ax_l, ax_a) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_l.plot(step, [r["minibatch/loss"] for r in rows], label="minibatch (chunk mean)", alpha=0.5)
-    for split in ("train", "test"):
-        ax_l.plot(step, [r[f"{split}/loss"] for r in rows], label=split)
-        ax_a.plot(step, [r[f"{split}/accuracy"] for r in rows], label=split)
+    ax_l.plot(step, [r["minibatch/loss"] for r in rows], color="0.6",
+              label="minibatch (mean over the interval)")
+    for split, color in (("train", "C0"), ("test", "C1")):
+        ax_l.plot(step, [r[f"{split}/loss"] for r in rows], color=color, label=split)
+        ax_a.plot(step, [r[f"{split}/accuracy"] for r in rows], color=color, label=split)
     ax_l.set(xlabel="step", ylabel="mean NLL", yscale="log", title="loss")
     ax_a.set(xlabel="step", ylabel="accuracy", title="accuracy")
     for ax in (ax_l, ax_a):
