@@ -21,11 +21,19 @@ def momentum(learning_rate, beta: float = 0.9) -> optax.GradientTransformation:
     return optax.chain(optax.ema(beta, debias=False), optax.scale_by_learning_rate(learning_rate))
 
 
+def adagrad(learning_rate, eps: float = 1e-7) -> optax.GradientTransformation:
+    """Adagrad as in seed 004 11.1.2: G <- G + g^2, theta <- theta - alpha g / sqrt(G + eps).
+
+    optax.adagrad starts its accumulator at 0.1 by default; the seed starts it at 0.
+    """
+    return optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=eps)
+
+
 OPTIMIZERS: dict[str, OptimizerFactory] = {
     "sgd": optax.sgd,
     "momentum": momentum,
-    "adagrad": optax.adagrad,
-    "adam": optax.adam,
+    "adagrad": adagrad,
+    "adam": optax.adam,  # already the seed's rule (004 11.3), bias correction included
 }
 
 

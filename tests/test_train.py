@@ -127,18 +127,45 @@ def test_unknown_optimizer_name():
         optim.get("adamw")
 
 
-def test_momentum_is_the_seeds_ema_form(x64):
-    """v <- beta v + (1 - beta) g, theta <- theta - alpha v, written out for 25 steps."""
-    grad = jax.grad(lambda t: jnp.sum(jnp.sin(t) + 0.1 * t ** 4))
-    alpha, beta = 0.05, 0.8
-    opt = optim.momentum(alpha, beta)
-    theta = jnp.array([1.0, -2.0, 0.5])
+def _grad_f(theta):
+    """Gradient of a non-quadratic test function f(t) = sum sin(t) + 0.1 t^4."""
+    return jax.grad(lambda t: jnp.sum(jnp.sin(t) + 0.1 * t ** 4))(theta)
+
+
+def _seed_momentum(theta, state, alpha=0.05, beta=0.8):
+    v = state if state is not None else np.zeros_like(theta)
+    v = beta * v + (1 - beta) * np.asarray(_grad_f(jnp.asarray(theta)))
+    return theta - alpha * v, v
+
+
+def _seed_adagrad(theta, state, alpha=0.3, eps=1e-7):
+    G = state if state is not None else np.zeros_like(theta)
+    g = np.asarray(_grad_f(jnp.asarray(theta)))
+    G = G + g ** 2
+    return theta - alpha * g / np.sqrt(G + eps), G
+
+
+def _seed_adam(theta, state, alpha=0.1, b1=0.9, b2=0.999, eps=1e-8):
+    m, v, t = state if state is not None else (np.zeros_like(theta), np.zeros_like(theta), 0)
+    g = np.asarray(_grad_f(jnp.asarray(theta)))
+    t += 1
+    m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    return theta - alpha * m_hat / (np.sqrt(v_hat) + eps), (m, v, t)
+
+
+@pytest.mark.parametrize("opt, seed_rule", [
+    (optim.momentum(0.05, 0.8), _seed_momentum),
+    (optim.adagrad(0.3), _seed_adagrad),
+    (optim.get("adam")(0.1), _seed_adam),
+], ids=["momentum", "adagrad", "adam"])
+def test_optimizer_follows_the_seed_rule_step_by_step(x64, opt, seed_rule):
+    """seed 004 section 11, written out in numpy, against the optax version for 25 steps."""
+    theta = jnp.array([1.0, -2.0, 0.5, 3.0])
     state = opt.init(theta)
-    theta_ref, v = np.asarray(theta), np.zeros(3)
+    theta_ref, ref_state = np.asarray(theta), None
     for _ in range(25):
-        g = grad(theta)
-        updates, state = opt.update(g, state, theta)
+        updates, state = opt.update(_grad_f(theta), state, theta)
         theta = theta + updates
-        v = beta * v + (1 - beta) * np.asarray(grad(jnp.asarray(theta_ref)))
-        theta_ref = theta_ref - alpha * v
-        np.testing.assert_allclose(theta, theta_ref, rtol=1e-13, atol=1e-15)
+        theta_ref, ref_state = seed_rule(theta_ref, ref_state)
+        np.testing.assert_allclose(theta, theta_ref, rtol=1e-12, atol=1e-14)
