@@ -105,3 +105,19 @@ def test_mnist_run_from_the_shared_files(tmp_path):
                              hidden=64, run_dir=tmp_path), progress=False)
     assert (res["n_train"], res["n_test"]) == (8000, 2000)
     assert res["final"]["test/accuracy"] > 0.85
+
+
+def test_progress_bar_advances_once_per_chunk(tmp_path, monkeypatch):
+    """The loop runs under tqdm (shown after 3 s), one tick per jitted chunk."""
+    seen = {}
+
+    def fake_tqdm(iterable, **kw):
+        seen.update(kw, total=len(iterable))
+        for i, item in enumerate(iterable):
+            seen["ticks"] = i + 1
+            yield item
+
+    monkeypatch.setattr(exp, "tqdm", fake_tqdm)
+    exp.run(exp.Config(steps=300, eval_every=100, run_dir=tmp_path))
+    assert seen["total"] == seen["ticks"] == 3
+    assert seen["disable"] is False and seen["delay"] > 0
