@@ -155,3 +155,15 @@ def test_bad_download_keeps_previous_file(tmp_path, server):
     assert [p.name for p in tmp_path.iterdir()] == [name]
     data.download_mnist(tmp_path, f"{server}/good", files=(name,))
     assert data.md5(tmp_path / name) == data.MNIST_MD5[name]
+
+
+@needs_mnist
+def test_with_all_four_files_the_official_split_is_used(tmp_path, monkeypatch):
+    """Stand-in train files (copies of t10k, their checksums registered) take the 4-file path."""
+    for t10k, train in zip(data.T10K_FILES, data.TRAIN_FILES, strict=True):
+        shutil.copy(MNIST_DIR / t10k, tmp_path / t10k)
+        shutil.copy(MNIST_DIR / t10k, tmp_path / train)
+        monkeypatch.setitem(data.MNIST_MD5, train, data.MNIST_MD5[t10k])
+    s = data.mnist(tmp_path)
+    assert s.x_train.shape == s.x_test.shape == (10_000, 28, 28)
+    np.testing.assert_array_equal(s.y_train, s.y_test)
