@@ -55,14 +55,7 @@ class Config:
 
 def load_data(config: Config) -> data.Split:
     """The configured data set, images flattened to [N, H * W]."""
-    if config.dataset == "mnist":
-        if config.data_dir is None:
-            raise data.DataError("--dataset mnist needs --data-dir (a folder with the IDX files)")
-        split = data.mnist(config.data_dir)
-    else:
-        split = data.digits()
-    flat = lambda x: x.reshape(len(x), -1)  # [N, H, W] -> [N, H * W]  # noqa: E731
-    return data.Split(flat(split.x_train), split.y_train, flat(split.x_test), split.y_test)
+    return data.load_flat(config.dataset, config.data_dir)
 
 
 def plot(rows: list[dict], path: Path) -> Path:
@@ -113,12 +106,12 @@ def run(config: Config, progress: bool = True) -> dict:
     run_dir = config.run_dir or runs.new_run_dir(config.out, "sin_mlp")
     runs.write_json(run_dir / "config.json", config)
     state = train.init_state(key, init=init, optimizer=factory)
-    lr = jnp.asarray(config.learning_rate, jnp.float32)
+    hparams = {"learning_rate": jnp.asarray(config.learning_rate, jnp.float32)}
     rows, losses = [], []
     chunks = range(config.steps // config.eval_every)
     for _ in tqdm(chunks, desc="sin_mlp", unit="chunk", delay=3, disable=not progress):
         state, (chunk_loss, metrics) = train.train_chunk_jit(
-            state, lr, train_data, eval_data, evaluate=sin_mlp.metrics,
+            state, hparams, train_data, eval_data, evaluate=sin_mlp.metrics,
             num_steps=config.eval_every, loss=sin_mlp.loss, optimizer=factory,
             batch_size=config.batch_size)
         losses.append(np.asarray(chunk_loss))

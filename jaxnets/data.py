@@ -65,6 +65,20 @@ MNIST_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 _IDX_NDIM = {0x0803: 3, 0x0801: 1}
 
 
+def load_flat(dataset: str, data_dir: str | os.PathLike | None = None) -> Split:
+    """"digits" or "mnist" (from ``data_dir``), images flattened to [N, H * W]."""
+    if dataset == "mnist":
+        if data_dir is None:
+            raise DataError("--dataset mnist needs --data-dir (a folder with the IDX files)")
+        split = mnist(data_dir)
+    elif dataset == "digits":
+        split = digits()
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; expected 'digits' or 'mnist'")
+    flat = lambda x: x.reshape(len(x), -1)  # [N, H, W] -> [N, H * W]  # noqa: E731
+    return Split(flat(split.x_train), split.y_train, flat(split.x_test), split.y_test)
+
+
 def md5(path: Path) -> str:
     """Hex MD5 of a file, read in 1 MiB blocks."""
     h = hashlib.md5()

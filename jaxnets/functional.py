@@ -19,6 +19,65 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+# Cody-Waite split of pi/2 (Cephes): C1 + C2 + C3 = pi/2 to about 1e-24; C1 and C2 have few
+# enough significant bits that k * C1 and k * C2 are exact in float32 for |k| < 2**12.
+_PIO2_C1, _PIO2_C2, _PIO2_C3 = 1.5703125, 4.837512969970703125e-4, 7.54978995489188216e-8
+# Minimax polynomials for sin and cos on [-pi/4, pi/4] (Cephes sinf/cosf).
+_SIN_P = (-1.6666654611e-1, 8.3321608736e-3, -1.9515295891e-4)
+_COS_P = (4.166664568298827e-2, -1.388731625493765e-3, 2.443315711809948e-5)
+
+
+def _sincos_f32(x: Array) -> tuple[Array, Array]:
+    """(sin x, cos x) in float32 by quadrant reduction and two short polynomials.
+
+    x = k pi/2 + r with |r| <= pi/4; sin and cos of r by polynomial, then the quadrant k mod 4
+    picks and signs them. About 0.6 ns per element on a 2-core Xeon against about 4 ns for
+    XLA CPU's jnp.sin (measured in experiments/benchmark_sweep.py); max abs error 1e-7 against
+    float64 sin (tests/test_functional.py); non-finite x gives NaN.
+    """
+    k = jnp.round(x * jnp.float32(2 / jnp.pi))
+    r = ((x - k * _PIO2_C1) - k * _PIO2_C2) - k * _PIO2_C3
+    z = r * r
+    s = r + r * z * (_SIN_P[0] + z * (_SIN_P[1] + z * _SIN_P[2]))
+    c = 1 - 0.5 * z + z * z * (_COS_P[0] + z * (_COS_P[1] + z * _COS_P[2]))
+    q = jnp.where(jnp.isfinite(k), k, 0).astype(jnp.int32) & 3
+    sin = jnp.select([q == 0, q == 1, q == 2], [s, c, -s], -c)
+    cos = jnp.select([q == 0, q == 1, q == 2], [c, -s, -c], s)
+    return sin, cos
+
+
+def _fast(x: Array) -> bool:
+    """Use the polynomial for float32 and narrower floats; float64 keeps the exact jnp.sin."""
+    return jnp.result_type(x) != jnp.float64
+
+
+@jax.custom_jvp
+def sin(x: Array) -> Array:
+    """sin x: exact ``jnp.sin`` in float64; in float32 a polynomial, |error| <= 1.2e-7.
+
+    Its derivative is ``cos`` below, computed by the same scheme, so in float32 a hand-derived
+    gradient using ``cos`` equals ``jax.grad`` to rounding, and in float64 both are exact.
+    """
+    if _fast(x):
+        return _sincos_f32(jnp.asarray(x, jnp.float32))[0].astype(jnp.result_type(x))
+    return jnp.sin(x)
+
+
+@sin.defjvp
+def _sin_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    if _fast(x):
+        s, c = _sincos_f32(jnp.asarray(x, jnp.float32))
+        return s.astype(jnp.result_type(x)), c.astype(jnp.result_type(x)) * t
+    return jnp.sin(x), jnp.cos(x) * t
+
+
+def cos(x: Array) -> Array:
+    """cos x = sin'(x), by the same scheme as ``sin`` (exact in float64)."""
+    if _fast(x):
+        return _sincos_f32(jnp.asarray(x, jnp.float32))[1].astype(jnp.result_type(x))
+    return jnp.cos(x)
+
 
 def sigmoid(x: Array) -> Array:
     """Logistic sigmoid sigma(x) = 1 / (1 + exp(-x)), stable for large |x|."""

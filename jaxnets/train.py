@@ -15,19 +15,24 @@ replacement). The order depends only on (key, t), so a run split into chunks see
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import os
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import Array
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from jaxnets.optim import OptimizerFactory
 
 PyTree = Any
 Batch = tuple[Array, Array]
+Hparams = dict[str, Array]  # keyword arguments of the optimizer factory, "learning_rate" included
 LossFn = Callable[[PyTree, Batch], Array]
 EvalFn = Callable[[PyTree, Batch], dict[str, Array]]
 
@@ -60,34 +65,51 @@ def init_state(key: Array, *, init: Callable[[Array], PyTree], optimizer: Optimi
     """Params from ``init(k_init)``, the optimizer's state, the data key; the key is split once."""
     k_init, k_data = jax.random.split(key)
     params = init(k_init)
-    # The optimizer's state has the same structure whatever the learning rate.
-    opt_state = optimizer(0.0).init(params)
+    # The optimizer's state has the same structure whatever the hyperparameters.
+    opt_state = optimizer(learning_rate=0.0).init(params)
     return TrainState(params, opt_state, k_data, jnp.zeros((), jnp.int32),
                       jnp.full((), -1, jnp.int32))
 
 
 def minibatch_indices(key: Array, step: Array, n: int, batch_size: int) -> Array:
-    """Indices [batch_size] of step ``step``: epochs of n // batch_size disjoint batches."""
+    """Indices [batch_size] of step ``step``: epochs of n // batch_size disjoint batches.
+
+    Epoch e is ``random.permutation(fold_in(key, e), n)`` cut into E = n // batch_size batches;
+    step t uses batch t mod E of epoch t // E. This is the definition; ``chunk_indices`` computes
+    the same indices for a run of steps with one permutation per epoch instead of one per step.
+    """
     per_epoch = n // batch_size
     perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), n)
     return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+
+
+def chunk_indices(key: Array, start: Array, num_steps: int, n: int, batch_size: int) -> Array:
+    """``minibatch_indices`` for steps start .. start + num_steps - 1: [num_steps, batch_size].
+
+    The steps span at most num_steps // E + 2 epochs (E = n // batch_size), whose permutations
+    are drawn once: [epochs, n] -> [epochs * E, batch_size] batches, then a window of rows.
+    """
+    per_epoch = n // batch_size
+    first = start // per_epoch
+    epochs = first + jnp.arange(num_steps // per_epoch + 2)
+    perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(epochs)
+    batches = perms[:, :per_epoch * batch_size].reshape(-1, batch_size)  # [epochs * E, B]
+    return jax.lax.dynamic_slice_in_dim(batches, start - first * per_epoch, num_steps)
 
 
 def _all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(tree)]))
 
 
-def train_step(state: TrainState, learning_rate: Array, data: Batch, *, loss: LossFn,
-               optimizer: OptimizerFactory, batch_size: int) -> tuple[TrainState, Array]:
-    """One optimizer step on the minibatch of ``state.step``; returns (state, minibatch loss).
+def train_step(state: TrainState, hparams: Hparams, batch: Batch, *, loss: LossFn,
+               optimizer: OptimizerFactory) -> tuple[TrainState, Array]:
+    """One step of ``optimizer(**hparams)`` on ``batch``; returns (state, minibatch loss).
 
     If the loss or the new params are not finite, the step is not taken, ``diverged_at`` records
     it, and every later step is a no-op whose loss reads NaN.
     """
-    x, y = data
-    idx = minibatch_indices(state.key, state.step, x.shape[0], batch_size)
-    value, grads = jax.value_and_grad(loss)(state.params, (x[idx], y[idx]))
-    updates, opt_state = optimizer(learning_rate).update(grads, state.opt_state, state.params)
+    value, grads = jax.value_and_grad(loss)(state.params, batch)
+    updates, opt_state = optimizer(**hparams).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
     healthy = state.diverged_at < 0
@@ -101,11 +123,21 @@ def train_step(state: TrainState, learning_rate: Array, data: Batch, *, loss: Lo
     return TrainState(params, opt_state, state.key, state.step + 1, diverged_at), value
 
 
-def train_steps(state: TrainState, learning_rate: Array, data: Batch, *, num_steps: int,
-                **step_kwargs) -> tuple[TrainState, Array]:
-    """``num_steps`` of ``train_step`` in one ``lax.scan``; returns (state, losses [num_steps])."""
-    step = partial(train_step, learning_rate=learning_rate, data=data, **step_kwargs)
-    return jax.lax.scan(lambda s, _: step(s), state, None, length=num_steps)
+def _step_on_index(state: TrainState, idx: Array, hparams: Hparams, data: Batch, **step_kwargs
+                   ) -> tuple[TrainState, Array]:
+    x, y = data
+    return train_step(state, hparams, (x[idx], y[idx]), **step_kwargs)
+
+
+def train_steps(state: TrainState, hparams: Hparams, data: Batch, *, num_steps: int,
+                batch_size: int, **step_kwargs) -> tuple[TrainState, Array]:
+    """``num_steps`` of ``train_step`` in one ``lax.scan``; returns (state, losses [num_steps]).
+
+    Minibatch t is ``data[minibatch_indices(state.key, t, n, batch_size)]``.
+    """
+    idx = chunk_indices(state.key, state.step, num_steps, data[0].shape[0], batch_size)
+    step = partial(_step_on_index, hparams=hparams, data=data, **step_kwargs)
+    return jax.lax.scan(step, state, idx)
 
 
 def evaluate_all(params: PyTree, eval_data: dict[str, Batch], evaluate: EvalFn
@@ -115,57 +147,71 @@ def evaluate_all(params: PyTree, eval_data: dict[str, Batch], evaluate: EvalFn
             for k, v in evaluate(params, batch).items()}
 
 
-def train_chunk(state: TrainState, learning_rate: Array, data: Batch,
+def train_chunk(state: TrainState, hparams: Hparams, data: Batch,
                 eval_data: dict[str, Batch], *, evaluate: EvalFn, num_steps: int,
                 **step_kwargs) -> tuple[TrainState, tuple[Array, dict[str, Array]]]:
-    """``num_steps`` steps, then ``evaluate`` on ``eval_data``: (state, (losses, metrics))."""
-    state, losses = train_steps(state, learning_rate, data, num_steps=num_steps, **step_kwargs)
-    return state, (losses, evaluate_all(state.params, eval_data, evaluate))
+    """``num_steps`` steps, then ``evaluate`` on ``eval_data``: (state, (losses, metrics)).
+
+    Metrics of a run that has diverged read NaN (masked), like its losses.
+    """
+    state, losses = train_steps(state, hparams, data, num_steps=num_steps, **step_kwargs)
+    metrics = evaluate_all(state.params, eval_data, evaluate)
+    metrics = jax.tree.map(lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan), metrics)
+    return state, (losses, metrics)
 
 
 train_chunk_jit = jax.jit(
     train_chunk, static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size"))
 
 
-def _fit(key, learning_rate, train_data, eval_data, *, init, loss, optimizer, steps, batch_size,
+def _fit(key, hparams, train_data, eval_data, *, init, loss, optimizer, steps, batch_size,
          evaluate, eval_every) -> FitResult:
     state = init_state(key, init=init, optimizer=optimizer)
-    chunk = partial(train_chunk, learning_rate=learning_rate, data=train_data,
-                    eval_data=eval_data, evaluate=evaluate, num_steps=eval_every, loss=loss,
-                    optimizer=optimizer, batch_size=batch_size)
+    chunk = partial(train_chunk, hparams=hparams, data=train_data, eval_data=eval_data,
+                    evaluate=evaluate, num_steps=eval_every, loss=loss, optimizer=optimizer,
+                    batch_size=batch_size)
     state, (losses, metrics) = jax.lax.scan(lambda s, _: chunk(s), state, None,
                                             length=steps // eval_every)
     return FitResult(state.params, losses.reshape(-1), metrics, state.diverged_at)
 
 
-_fit_jit = jax.jit(_fit, static_argnames=(
-    "init", "loss", "optimizer", "steps", "batch_size", "evaluate", "eval_every"))
+_STATIC = ("init", "loss", "optimizer", "steps", "batch_size", "evaluate", "eval_every")
+_fit_jit = jax.jit(_fit, static_argnames=_STATIC)
 
 
 def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
                  init: Callable[[Array], PyTree], loss: LossFn, evaluate: EvalFn, steps: int,
-                 batch_size: int, eval_every: int) -> None:
+                 batch_size: int, eval_every: int, optimizer: OptimizerFactory | None = None,
+                 hparams: dict | None = None, where: str = "fit") -> None:
     """Clear errors for a run's arguments, raised before anything is compiled.
 
     Checks the counts, then traces the model on the real data without running it
     (``jax.eval_shape``): shape errors, and label-range errors while the data is concrete,
-    surface with the model's own message rather than from inside XLA.
+    surface with the model's own message rather than from inside XLA. With ``optimizer``,
+    checks that it accepts the hyperparameter names in ``hparams``.
     """
     for name, v in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
         if not (isinstance(v, int) and v >= 1):
-            raise ValueError(f"fit: {name} must be a positive integer, got {v!r}")
+            raise ValueError(f"{where}: {name} must be a positive integer, got {v!r}")
     if steps % eval_every:
-        raise ValueError(f"fit: steps ({steps}) must be a multiple of eval_every ({eval_every})")
+        raise ValueError(
+            f"{where}: steps ({steps}) must be a multiple of eval_every ({eval_every})")
     datasets = {"train_data": train_data, **{f"eval_data[{k!r}]": b for k, b in eval_data.items()}}
     for name, batch in datasets.items():
         if not (isinstance(batch, tuple | list) and len(batch) == 2):
-            raise TypeError(f"fit: {name} must be a pair (x, y), got {type(batch).__name__}")
+            raise TypeError(f"{where}: {name} must be a pair (x, y), got {type(batch).__name__}")
         if jnp.shape(batch[0])[:1] != jnp.shape(batch[1])[:1]:
-            raise ValueError(f"fit: {name} has {jnp.shape(batch[0])[:1]} inputs but "
+            raise ValueError(f"{where}: {name} has {jnp.shape(batch[0])[:1]} inputs but "
                              f"{jnp.shape(batch[1])[:1]} targets")
     n = jnp.shape(train_data[0])[0]
     if batch_size > n:
-        raise ValueError(f"fit: batch_size ({batch_size}) exceeds the {n} training examples")
+        raise ValueError(f"{where}: batch_size ({batch_size}) exceeds the {n} training examples")
+    if optimizer is not None:
+        try:
+            optimizer(**{"learning_rate": 0.0, **(hparams or {})})
+        except TypeError as e:
+            raise ValueError(f"{where}: the optimizer does not take the hyperparameters "
+                             f"{sorted(hparams or {})}: {e}") from None
     params = jax.eval_shape(init, key)
     jax.eval_shape(lambda p: loss(p, train_data), params)
     for batch in eval_data.values():
@@ -175,7 +221,8 @@ def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
 def fit(key: Array, learning_rate: Array | float, train_data: Batch,
         eval_data: dict[str, Batch] | None = None, *, init: Callable[[Array], PyTree],
         loss: LossFn, optimizer: OptimizerFactory, steps: int, batch_size: int,
-        evaluate: EvalFn | None = None, eval_every: int | None = None) -> FitResult:
+        evaluate: EvalFn | None = None, eval_every: int | None = None,
+        hparams: dict[str, Array | float] | None = None, validate: bool = True) -> FitResult:
     """Train from ``init(key)`` for ``steps`` optax steps, all inside one jit.
 
     Args:
@@ -183,9 +230,14 @@ def fit(key: Array, learning_rate: Array | float, train_data: Batch,
       learning_rate: scalar, traced (a sweep vmaps over it without recompiling).
       train_data: (x: [n, ...], y: [n, ...]).
       eval_data: named data sets evaluated every ``eval_every`` steps (default: none).
-      init: key -> params. loss: (params, batch) -> scalar. optimizer: lr -> optax transform.
+      init: key -> params. loss: (params, batch) -> scalar.
+      optimizer: factory, ``optimizer(learning_rate=lr, **hparams)`` -> optax transform.
       evaluate: (params, batch) -> {metric: scalar}; defaults to {"loss": loss}.
       eval_every: steps between evaluations (default: steps); must divide steps.
+      hparams: further optimizer hyperparameters, traced like the learning rate
+        (e.g. {"beta": 0.9} for ``optim.momentum``).
+      validate: check the arguments first (``validate_run``); a loop calling ``fit`` many
+        times with the same checked arguments may skip it.
     Returns:
       FitResult with train_loss [steps] and eval_metrics {"name/metric": [steps // eval_every]}.
     Raises:
@@ -195,11 +247,14 @@ def fit(key: Array, learning_rate: Array | float, train_data: Batch,
     eval_data = dict(eval_data or {})
     eval_every = steps if eval_every is None else eval_every
     evaluate = evaluate or _LossMetric(loss)
-    validate_run(key, train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
-                 steps=steps, batch_size=batch_size, eval_every=eval_every)
-    return _fit_jit(key, learning_rate, train_data, eval_data, init=init, loss=loss,
-                    optimizer=optimizer, steps=steps, batch_size=batch_size, evaluate=evaluate,
-                    eval_every=eval_every)
+    hparams = dict(hparams or {})
+    if validate:
+        validate_run(key, train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
+                     steps=steps, batch_size=batch_size, eval_every=eval_every,
+                     optimizer=optimizer, hparams=hparams)
+    return _fit_jit(key, {"learning_rate": learning_rate, **hparams}, train_data, eval_data,
+                    init=init, loss=loss, optimizer=optimizer, steps=steps,
+                    batch_size=batch_size, evaluate=evaluate, eval_every=eval_every)
 
 
 class _LossMetric(NamedTuple):
@@ -220,3 +275,252 @@ def raise_if_diverged(diverged_at: Array, learning_rate: float | None = None) ->
             f"training diverged{lr}: the loss or parameters became NaN/inf at step {step}; "
             "params are those before that step. Try a smaller learning rate."
         )
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps: one compiled computation over learning rates x other hyperparameters x seeds.
+
+
+class SweepResult(NamedTuple):
+    """What ``sweep`` returns; every array has the grid's shape in front.
+
+    ``grid`` maps axis name to values in axis order: "learning_rate", then each name of
+    ``hparams``, then "seed". A member whose loss or params became non-finite has
+    ``diverged_at`` >= 0 and NaN losses and eval metrics from that step on; no other member is
+    affected.
+    """
+
+    params: PyTree  # [*grid, ...] final params (the last finite ones where a member diverged)
+    train_loss: Array  # [*grid, steps]
+    eval_metrics: dict[str, Array]  # "split/metric" -> [*grid, steps // eval_every]
+    diverged_at: Array  # int32 [*grid]; -1 where the member stayed finite
+    grid: dict[str, np.ndarray]
+    blocks: int  # compiled calls the grid was cut into to fit in memory (1 if it fit whole)
+    bytes_per_device: int | None  # XLA's memory estimate for one block on one device
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.grid.values())
+
+    def member(self, *index: int) -> FitResult:
+        """The member at a grid index, as ``fit`` returns it: ``result.member(i_lr, i_seed)``."""
+        if len(index) != len(self.grid):
+            raise IndexError(f"member takes one index per grid axis {list(self.grid)}")
+        return FitResult(*jax.tree.map(lambda a: a[index], (
+            self.params, self.train_loss, self.eval_metrics, self.diverged_at)))
+
+
+def _sweep_grid(learning_rates, hparams: dict, seeds) -> dict[str, np.ndarray]:
+    """Validated grid axes {"learning_rate": [n_lr], **hparams, "seed": [n_seed]}."""
+    seeds = np.arange(seeds) if isinstance(seeds, int) else np.asarray(seeds)
+    axes = {"learning_rate": np.asarray(learning_rates), **{
+        k: np.asarray(v) for k, v in hparams.items()}}
+    for name, v in axes.items():
+        if v.ndim != 1 or v.size == 0 or not np.all(np.isfinite(v)):
+            raise ValueError(f"sweep: {name} must be a non-empty 1-D array of finite numbers, "
+                             f"got shape {v.shape}")
+    if seeds.ndim != 1 or seeds.size == 0 or not np.issubdtype(seeds.dtype, np.integer):
+        raise ValueError(f"sweep: seeds must be a positive int or a 1-D array of ints, "
+                         f"got {seeds!r}")
+    # the values as the computation sees them (float32 unless x64 is on)
+    return {**{k: np.asarray(jnp.asarray(v)) for k, v in axes.items()}, "seed": seeds}
+
+
+def _sweep_block(keys: Array, hparams: Hparams, train_data: Batch,
+                 eval_data: dict[str, Batch], static: tuple) -> FitResult:
+    """keys [S] x hparams {name: [H]} -> FitResult with leaves [H, S, ...].
+
+    Seeds are the inner vmap: members that share a seed share the data-order key, so their
+    minibatch gather stays unbatched and ``x_batch @ W1`` becomes one wide matmul for all H.
+    """
+    member = partial(_fit, **dict(static))
+    over_seeds = jax.vmap(member, in_axes=(0, None, None, None))
+    return jax.vmap(over_seeds, in_axes=(None, 0, None, None))(keys, hparams, train_data,
+                                                                eval_data)
+
+
+@lru_cache(maxsize=32)
+def _sweep_fn(mesh: Mesh, static: tuple) -> Callable:
+    """The jitted block function, each device running its shard of the [H, S] grid."""
+    block = partial(_sweep_block, static=static)
+    return jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("seed"), P("hp"), P(), P()),
+                                 out_specs=P("hp", "seed"), check_vma=False))
+
+
+def _mesh(devices: list, n_hp: int, n_seed: int) -> Mesh:
+    """A ("hp", "seed") mesh over ``devices`` that pads the grid least (ties: shard hp)."""
+    n = len(devices)
+
+    def padded(d_hp):
+        return -(-n_hp // d_hp) * d_hp * -(-n_seed // (n // d_hp)) * (n // d_hp)
+
+    d_hp = min((d for d in range(n, 0, -1) if n % d == 0), key=padded)
+    return Mesh(np.asarray(devices).reshape(d_hp, n // d_hp), ("hp", "seed"))
+
+
+def default_memory_limit(device) -> int:
+    """Bytes a sweep block may use on ``device``: 90% of an accelerator's memory; on CPU half
+    the machine's RAM shared by its CPU devices."""
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return int(0.9 * stats["bytes_limit"])
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return ram // 2 // max(1, len(jax.local_devices(backend="cpu")))
+
+
+CPU_BLOCK_STATE_BYTES = 4 * 2**20
+
+
+def default_members_per_block(device, init: Callable, optimizer: OptimizerFactory,
+                              key: Array) -> int:
+    """Members per device per block: on CPU, as many as keep params + optimizer state within
+    ``CPU_BLOCK_STATE_BYTES`` (measured in experiments/benchmark_sweep.py: the 784-256-10
+    sin-MLP runs 64 members faster in blocks of a few than in one); elsewhere no cap."""
+    if device.platform != "cpu":
+        return 2**31 - 1
+    state = jax.eval_shape(lambda k: init_state(k, init=init, optimizer=optimizer)[:2], key)
+    nbytes = sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(state))
+    return max(1, CPU_BLOCK_STATE_BYTES // max(1, nbytes))
+
+
+def _pad(a, size: int):
+    """Pad axis 0 to ``size`` by repeating the last entry (a valid member, dropped later)."""
+    return jnp.concatenate([a, jnp.repeat(a[-1:], size - a.shape[0], axis=0)])
+
+
+def _block_args(keys, hps, i_h, i_s, b_h, b_s):
+    k = _pad(keys[i_s * b_s:(i_s + 1) * b_s], b_s)
+    h = jax.tree.map(lambda v: _pad(v[i_h * b_h:(i_h + 1) * b_h], b_h), hps)
+    return k, h
+
+
+def _compiled_bytes(compiled) -> int | None:
+    """Bytes per device XLA says a compiled block needs (None where it cannot say)."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return None
+    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+            - m.alias_size_in_bytes)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.3g} MiB"
+
+
+def _split(n: int, cap: int) -> int:
+    """Size of equal blocks of at most ``cap`` covering n (the least padding for that count)."""
+    return -(-n // -(-n // max(1, cap)))
+
+
+@lru_cache(maxsize=32)
+def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, treedef,
+                 memory_limit: int, members_per_block: int) -> tuple[int, int, Callable]:
+    """Block sizes (b_h, b_s) and the compiled block: at most ``members_per_block`` members per
+    device, then halve the larger per-device axis until XLA's estimate fits ``memory_limit``.
+
+    ``avals``/``treedef``: the abstract (keys [S], hps {name: [H]}, train_data, eval_data).
+    """
+    d_h, d_s = mesh.devices.shape
+    per_s = _split(-(-n_s // d_s), members_per_block)
+    per_h = _split(-(-n_h // d_h), members_per_block // per_s)
+    b_h, b_s = per_h * d_h, per_s * d_s
+    keys, hps, *data = jax.tree.unflatten(treedef, avals)
+    while True:
+        args = (jax.ShapeDtypeStruct((b_s,), keys.dtype),
+                jax.tree.map(lambda v, b=b_h: jax.ShapeDtypeStruct((b,), v.dtype), hps))
+        compiled = fn.lower(*args, *data).compile()
+        used = _compiled_bytes(compiled)
+        if used is None or used <= memory_limit:
+            return b_h, b_s, compiled
+        if b_h == d_h and b_s == d_s:
+            raise MemoryError(
+                f"sweep: one member per device needs {_mib(used)}, over the memory limit of "
+                f"{_mib(memory_limit)}; use a smaller batch_size or model, or pass a larger "
+                "memory_limit")
+        if b_h // d_h >= b_s // d_s:
+            b_h = -(-(b_h // d_h) // 2) * d_h
+        else:
+            b_s = -(-(b_s // d_s) // 2) * d_s
+
+
+def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None = None, *,
+          init: Callable[[Array], PyTree], loss: LossFn, optimizer: OptimizerFactory,
+          steps: int, batch_size: int, seeds: int | Sequence[int] = 1,
+          hparams: dict[str, Sequence[float]] | None = None, evaluate: EvalFn | None = None,
+          eval_every: int | None = None, devices: Sequence | None = None,
+          memory_limit: int | None = None,
+          members_per_block: int | None = None) -> SweepResult:
+    """Every (learning rate, hparams..., seed) combination of a grid, trained as one computation.
+
+    ``jax.vmap`` of ``fit``'s whole scanned run, over hyperparameters (outer) and seeds (inner),
+    inside one jit; hyperparameters are traced, so a new grid of the same shape does not
+    recompile. Member (i, ..., j) equals
+    ``fit(jax.random.key(seeds[j]), learning_rates[i], ..., hparams={...})`` to float rounding.
+
+    Devices: the grid is split over ``devices`` (default: all) with ``jax.shard_map`` on a
+    ("hp", "seed") mesh, each device running its members with no communication; axes are
+    padded to a multiple of the mesh (padding members are dropped). On several hosts, call
+    ``jax.distributed.initialize()`` in every process first and pass the same arguments
+    everywhere (see README).
+
+    Memory: only metrics, final params and ``diverged_at`` come back, never per-step params.
+    The compiled block's memory (XLA's memory analysis) is checked against ``memory_limit``
+    bytes per device (default ``default_memory_limit``); a grid that does not fit is cut
+    automatically into equal blocks run one after another (``SweepResult.blocks``); if one
+    member per device does not fit, a ``MemoryError`` says how much it needs.
+
+    Speed: ``members_per_block`` caps the members one device runs at once (default
+    ``default_members_per_block``: on CPU, as many as keep their params and optimizer state
+    within 4 MiB, because a block whose state falls out of cache runs slower than the same
+    members in smaller blocks; unbounded on accelerators).
+
+    Args:
+      learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
+      hparams: other traced optimizer hyperparameters, {name: [n]}, e.g. {"beta": [0.8, 0.9]}.
+      The rest as in ``fit``.
+    Returns:
+      SweepResult; arrays shaped [n_lr, *(len(v) for v in hparams), n_seed, ...].
+    """
+    eval_data = dict(eval_data or {})
+    eval_every = steps if eval_every is None else eval_every
+    evaluate = evaluate or _LossMetric(loss)
+    grid = _sweep_grid(learning_rates, dict(hparams or {}), seeds)
+    keys = jax.vmap(jax.random.key)(jnp.asarray(grid["seed"]))
+    hp_names = [k for k in grid if k != "seed"]
+    validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
+                 steps=steps, batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
+                 hparams={k: grid[k][0] for k in hp_names if k != "learning_rate"},
+                 where="sweep")
+    mesh_axes = np.meshgrid(*(grid[k] for k in hp_names), indexing="ij")
+    hps = {k: jnp.asarray(v.reshape(-1)) for k, v in zip(hp_names, mesh_axes, strict=True)}
+    static = (("init", init), ("loss", loss), ("optimizer", optimizer), ("steps", steps),
+              ("batch_size", batch_size), ("evaluate", evaluate), ("eval_every", eval_every))
+    devices = list(devices or jax.devices())
+    mesh = _mesh(devices, hps["learning_rate"].shape[0], len(keys))
+    fn = _sweep_fn(mesh, static)
+    data = (train_data, eval_data)
+    limit = memory_limit or default_memory_limit(devices[0])
+    n_h, n_s = hps["learning_rate"].shape[0], len(keys)
+    leaves, treedef = jax.tree.flatten((keys, hps, *data))
+    avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
+    if members_per_block is None:
+        members_per_block = default_members_per_block(devices[0], init, optimizer, keys[0])
+    b_h, b_s, compiled = _plan_blocks(fn, mesh, n_h, n_s, avals, treedef, limit,
+                                      members_per_block)
+    rows = [[compiled(*_block_args(keys, hps, i, j, b_h, b_s), *data)
+             for j in range(-(-n_s // b_s))] for i in range(-(-n_h // b_h))]
+    out = jax.tree.map(lambda *leaves: _assemble(leaves, len(rows[0]), n_h, n_s),
+                       *[r for row in rows for r in row])
+    shape = tuple(len(grid[k]) for k in hp_names) + (n_s,)
+    out = jax.tree.map(lambda a: a.reshape(shape + a.shape[2:]), out)
+    return SweepResult(*out, grid=grid, blocks=len(rows) * len(rows[0]),
+                       bytes_per_device=_compiled_bytes(compiled))
+
+
+def _assemble(leaves, per_row: int, n_h: int, n_s: int) -> Array:
+    """Blocks [b_h, b_s, ...] (row-major) -> [n_h, n_s, ...], padding dropped."""
+    if len(leaves) == 1:
+        return leaves[0] if leaves[0].shape[:2] == (n_h, n_s) else leaves[0][:n_h, :n_s]
+    rows = [jnp.concatenate(leaves[i:i + per_row], axis=1)
+            for i in range(0, len(leaves), per_row)]
+    return jnp.concatenate(rows, axis=0)[:n_h, :n_s]

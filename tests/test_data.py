@@ -167,3 +167,12 @@ def test_with_all_four_files_the_official_split_is_used(tmp_path, monkeypatch):
     s = data.mnist(tmp_path)
     assert s.x_train.shape == s.x_test.shape == (10_000, 28, 28)
     np.testing.assert_array_equal(s.y_train, s.y_test)
+
+
+def test_load_flat_flattens_and_rejects_unknown_names():
+    split = data.load_flat("digits")
+    assert split.x_train.shape[1:] == (64,) and split.x_test.shape[1:] == (64,)
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        data.load_flat("cifar")
+    with pytest.raises(data.DataError, match="needs --data-dir"):
+        data.load_flat("mnist")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,9 @@ def test_readme_python_block_runs():
     (code,) = _blocks("python")
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
-    assert namespace["result"].train_loss.shape == (4, 500)
+    assert namespace["result"].train_loss.shape == (4, 2, 3, 500)
+    member, alone = namespace["result"].member(1, 1, 2), namespace["alone"]
+    np.testing.assert_allclose(member.train_loss, alone.train_loss, rtol=1e-5, atol=1e-6)
     assert namespace["logits"].shape == (1437, 10)
 
 

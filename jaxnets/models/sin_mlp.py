@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from jaxnets import functional as F
 from jaxnets import losses
 from jaxnets._checks import check_batch
 from jaxnets.functional import softmax
@@ -75,7 +76,7 @@ def forward(params: Params, x: Array) -> Activations:
     if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != d:
         raise ValueError(f"sin_mlp: x must have shape [..., {d}], got {jnp.shape(x)}")
     h_a = x @ params["W1"].T + params["b1"]
-    h_s = jnp.sin(h_a)
+    h_s = F.sin(h_a)
     o_a = h_s @ params["W2"].T + params["b2"]
     return Activations(h_a, h_s, o_a, softmax(o_a))
 
@@ -122,7 +123,7 @@ def manual_grads(params: Params, batch: Batch) -> Params:
     m = o_s.shape[-1]
     do_a = (o_s - jax.nn.one_hot(y, m, dtype=o_s.dtype)) / x.shape[0]  # [B, m], 1/B folded in
     dh_s = do_a @ params["W2"]  # [B, d_h]: row i is W2^T dL/do_a(i)
-    dh_a = dh_s * jnp.cos(h_a)  # [B, d_h]
+    dh_a = dh_s * F.cos(h_a)  # [B, d_h]
     return {
         "W1": dh_a.T @ x,  # [d_h, d] = sum_i dL/dh_a(i) x(i)^T
         "b1": jnp.sum(dh_a, axis=0),
@@ -152,4 +153,4 @@ def input_grads(params: Params, batch: Batch) -> Array:
         "W2": params["W1"].T,
         "b2": jnp.zeros((d,), u.dtype),
     }
-    return _two_layer(backward_params, u, phi=lambda v: jnp.cos(h_a) * v)
+    return _two_layer(backward_params, u, phi=lambda v: F.cos(h_a) * v)

@@ -1,0 +1,179 @@
+"""train.sweep: member k equals fit alone, divergence isolated, one compile per grid shape,
+memory blocks, devices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from functools import partial
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import pytest
+from test_train import INIT, _data
+
+from jaxnets import optim, train
+from jaxnets.models import sin_mlp
+
+DATA = _data()
+KW = dict(init=INIT, loss=sin_mlp.loss, steps=40, batch_size=16, evaluate=sin_mlp.metrics,
+          eval_every=20)
+
+
+def _sweep(lrs, optimizer="sgd", **kw):
+    return train.sweep(lrs, DATA, {"train": DATA}, optimizer=optim.get(optimizer), **KW | kw)
+
+
+def _fit(seed, lr, optimizer="sgd", **kw):
+    return train.fit(jax.random.key(seed), lr, DATA, {"train": DATA},
+                     optimizer=optim.get(optimizer), **KW | kw)
+
+
+def _assert_member_is(member: train.FitResult, alone: train.FitResult):
+    """A vmapped member equals the run alone to float32 rounding (not bit for bit: batched
+    matmuls may sum in another order)."""
+    chex.assert_trees_all_close(member, alone, rtol=1e-5, atol=1e-6)
+    assert int(member.diverged_at) == int(alone.diverged_at)
+
+
+def test_member_equals_fit_alone():
+    lrs, seeds = np.array([0.01, 0.05, 0.2], np.float32), [0, 3]
+    r = _sweep(lrs, seeds=seeds)
+    assert r.shape == (3, 2) and list(r.grid) == ["learning_rate", "seed"]
+    chex.assert_shape(r.train_loss, (3, 2, 40))
+    chex.assert_shape(r.eval_metrics["train/accuracy"], (3, 2, 2))
+    chex.assert_shape(r.params["W1"], (3, 2, 16, 6))
+    for i, lr in enumerate(lrs):
+        for j, seed in enumerate(seeds):
+            _assert_member_is(r.member(i, j), _fit(seed, float(lr)))
+
+
+def test_other_traced_hyperparameters_form_grid_axes():
+    """momentum's beta as a grid axis: [n_lr, n_beta, n_seed, ...], members equal fit."""
+    lrs, betas = np.array([0.05, 0.2], np.float32), np.array([0.5, 0.9], np.float32)
+    r = _sweep(lrs, "momentum", seeds=2, hparams={"beta": betas})
+    assert r.shape == (2, 2, 2) and list(r.grid) == ["learning_rate", "beta", "seed"]
+    for i, j, k in np.ndindex(r.shape):
+        alone = _fit(k, float(lrs[i]), "momentum", hparams={"beta": float(betas[j])})
+        _assert_member_is(r.member(i, j, k), alone)
+
+
+def test_fit_hparams_equal_a_bound_factory():
+    a = _fit(0, 0.1, "momentum", hparams={"beta": 0.5})
+    b = train.fit(jax.random.key(0), 0.1, DATA, {"train": DATA},
+                  optimizer=partial(optim.momentum, beta=0.5), **KW)
+    chex.assert_trees_all_equal(a, b)
+
+
+def test_one_absurd_learning_rate_diverges_alone():
+    """Same grid shape (so the same program) with a sane rate in the middle: the other members
+    are bit for bit the same."""
+    r = _sweep(np.array([0.01, 1e38, 0.05], np.float32), seeds=2)
+    ref = _sweep(np.array([0.01, 0.1, 0.05], np.float32), seeds=2)
+    chex.assert_trees_all_equal(
+        jax.tree.map(lambda a: a[np.array([0, 2])], (r.params, r.train_loss, r.eval_metrics)),
+        jax.tree.map(lambda a: a[np.array([0, 2])], (ref.params, ref.train_loss,
+                                                     ref.eval_metrics)))
+    np.testing.assert_array_equal(np.asarray(r.diverged_at)[[0, 2]], -1)
+    for j in range(2):
+        step = int(r.diverged_at[1, j])
+        assert 0 <= step < 40
+        assert np.all(np.isfinite(r.train_loss[1, j, :step]))
+        assert np.all(np.isnan(r.train_loss[1, j, step:]))
+        evals = np.asarray(r.eval_metrics["train/loss"][1, j])  # after steps 20 and 40
+        assert np.all(np.isnan(evals[step // 20:]))
+        assert all(np.all(np.isfinite(v[1, j])) for v in jax.tree.leaves(r.params))
+
+
+def test_new_grid_values_of_the_same_shape_do_not_recompile():
+    _sweep(np.array([0.01, 0.02], np.float32), seeds=2)
+    before = train._plan_blocks.cache_info()
+    _sweep(np.array([0.3, 0.4], np.float32), seeds=[5, 6])
+    after = train._plan_blocks.cache_info()
+    assert after.misses == before.misses and after.hits == before.hits + 1
+
+
+def test_a_grid_over_the_memory_limit_runs_in_blocks_with_the_same_results():
+    lrs = np.array([0.01, 0.03, 0.1, 0.3], np.float32)
+    whole = _sweep(lrs, seeds=3)
+    assert whole.blocks == 1 and whole.bytes_per_device > 0
+    limit = whole.bytes_per_device - 1
+    cut = _sweep(lrs, seeds=3, memory_limit=limit)
+    assert cut.blocks > 1 and cut.bytes_per_device <= limit
+    chex.assert_trees_all_close(cut[:4], whole[:4], rtol=1e-6, atol=1e-7)
+    small = _sweep(lrs, seeds=3, members_per_block=2)  # blocks of 1 lr x 2 seeds (3 padded to 4)
+    assert small.blocks == 4 * 2
+    chex.assert_trees_all_close(small[:4], whole[:4], rtol=1e-6, atol=1e-7)
+
+
+def test_a_member_that_cannot_fit_is_refused_with_its_size():
+    with pytest.raises(MemoryError, match=r"one member per device needs [0-9.]+ MiB, over the "
+                                          r"memory limit of [0-9.e-]+ MiB"):
+        _sweep(np.array([0.1], np.float32), memory_limit=1000)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(learning_rates=np.ones((2, 2))), "learning_rate must be a non-empty 1-D array"),
+    (dict(learning_rates=[]), "learning_rate must be a non-empty 1-D array"),
+    (dict(learning_rates=[0.1, np.nan]), "learning_rate must be a non-empty 1-D array of finite"),
+    (dict(seeds=[0.5, 1.5]), "seeds must be a positive int or a 1-D array of ints"),
+    (dict(hparams={"betta": [0.9]}),
+     r"the optimizer does not take the hyperparameters \['betta'\]"),
+    (dict(steps=30), r"sweep: steps \(30\) must be a multiple of eval_every \(20\)"),
+])
+def test_bad_sweep_arguments_fail_before_compiling(kw, match):
+    lrs = kw.pop("learning_rates", [0.1])
+    with pytest.raises(ValueError, match=match):
+        _sweep(lrs, "momentum", **kw)
+
+
+def test_member_takes_one_index_per_axis():
+    r = _sweep([0.1], seeds=2)
+    with pytest.raises(IndexError, match=r"one index per grid axis \['learning_rate', 'seed'\]"):
+        r.member(0)
+
+
+FOUR_DEVICES = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    sys.path.insert(0, {tests!r})
+    from jaxnets import optim, train
+    from jaxnets.models import sin_mlp
+    from test_train import INIT, _data
+    data = _data()
+    kw = dict(init=INIT, loss=sin_mlp.loss, optimizer=optim.get("momentum"), steps=40,
+              batch_size=16, evaluate=sin_mlp.metrics, eval_every=20)
+    lrs = np.array([0.01, 0.05, 1e38, 0.2, 0.3], np.float32)
+    runs = {{n: train.sweep(lrs, data, {{"train": data}}, seeds=3, devices=jax.devices()[:n],
+                           **kw) for n in (4, 1)}}
+    fit = train.fit(jax.random.key(2), 0.2, data, {{"train": data}}, **kw)
+    diff = lambda a, b: max(float(np.nanmax(np.abs(np.asarray(u, float) - np.asarray(v, float))))
+                            for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    no_pad = train.sweep(lrs[:4], data, seeds=2, **kw).train_loss
+    print(json.dumps({{
+        "devices": len(jax.devices()),
+        "sharded_over": len(no_pad.sharding.device_set),
+        "loss_4_vs_1": diff(runs[4].train_loss, runs[1].train_loss),
+        "metrics_4_vs_1": diff(runs[4].eval_metrics, runs[1].eval_metrics),
+        "params_4_vs_1": diff(jax.tree.map(lambda a: np.asarray(a)[[0, 1, 3, 4]], runs[4].params),
+                              jax.tree.map(lambda a: np.asarray(a)[[0, 1, 3, 4]], runs[1].params)),
+        "diverged_same": bool(np.array_equal(runs[4].diverged_at, runs[1].diverged_at)),
+        "member_vs_fit": diff(runs[4].member(3, 2).train_loss, fit.train_loss),
+    }}))
+""")
+
+
+def test_sweep_shards_over_four_cpu_devices_and_matches_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    tests = str(Path(__file__).parent)
+    out = subprocess.run([sys.executable, "-c", FOUR_DEVICES.format(tests=tests)], env=env,
+                         capture_output=True, text=True, timeout=300, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["devices"] == 4 and res["sharded_over"] == 4
+    assert res["diverged_same"]
+    for k in ("loss_4_vs_1", "metrics_4_vs_1", "params_4_vs_1", "member_vs_fit"):
+        assert res[k] <= 1e-5, (k, res[k])
