@@ -29,16 +29,27 @@ def check_labels(y, num_classes: int, where: str) -> None:
             )
 
 
-def check_batch(batch, d: int, num_classes: int, where: str):
-    """A classification batch is a pair (x: [B, d] floats, y: [B] ints); returns (x, y)."""
+def check_xy(batch, trailing: tuple[int, ...], num_classes: int, where: str, layout: str = ""):
+    """A classification batch is a pair (x: [B, *trailing] floats, y: [B] ints); returns (x, y)."""
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise TypeError(f"{where}: batch must be a pair (x, y), got {type(batch).__name__}")
     x, y = batch
-    if jnp.ndim(x) != 2 or jnp.shape(x)[1] != d:
-        raise ValueError(f"{where}: x must have shape [B, {d}], got {jnp.shape(x)}")
+    if jnp.ndim(x) != 1 + len(trailing) or tuple(jnp.shape(x)[1:]) != tuple(trailing):
+        raise ValueError(f"{where}: x must have shape [B, {', '.join(map(str, trailing))}]"
+                         f"{layout}, got {jnp.shape(x)}")
     if jnp.shape(y) != jnp.shape(x)[:1]:
         raise ValueError(
             f"{where}: y must have shape [B] = {jnp.shape(x)[:1]} to match x, got {jnp.shape(y)}"
         )
     check_labels(y, num_classes, where)
     return x, y
+
+
+def check_batch(batch, d: int, num_classes: int, where: str):
+    """A flat batch (x: [B, d] floats, y: [B] ints); returns (x, y)."""
+    return check_xy(batch, (d,), num_classes, where)
+
+
+def check_image_batch(batch, hwc: tuple[int, int, int], num_classes: int, where: str):
+    """An image batch (x: [B, H, W, C] floats, y: [B] ints); returns (x, y)."""
+    return check_xy(batch, hwc, num_classes, where, layout=" (NHWC)")

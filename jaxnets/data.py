@@ -67,6 +67,12 @@ _IDX_NDIM = {0x0803: 3, 0x0801: 1}
 
 def load_flat(dataset: str, data_dir: str | os.PathLike | None = None) -> Split:
     """"digits" or "mnist" (from ``data_dir``), images flattened to [N, H * W]."""
+    split = _load(dataset, data_dir)
+    flat = lambda x: x.reshape(len(x), -1)  # [N, H, W] -> [N, H * W]  # noqa: E731
+    return Split(flat(split.x_train), split.y_train, flat(split.x_test), split.y_test)
+
+
+def _load(dataset: str, data_dir: str | os.PathLike | None) -> Split:
     if dataset == "mnist":
         if data_dir is None:
             raise DataError("--dataset mnist needs --data-dir (a folder with the IDX files)")
@@ -75,8 +81,40 @@ def load_flat(dataset: str, data_dir: str | os.PathLike | None = None) -> Split:
         split = digits()
     else:
         raise ValueError(f"unknown dataset {dataset!r}; expected 'digits' or 'mnist'")
-    flat = lambda x: x.reshape(len(x), -1)  # [N, H, W] -> [N, H * W]  # noqa: E731
-    return Split(flat(split.x_train), split.y_train, flat(split.x_test), split.y_test)
+    return split
+
+
+def load_images(dataset: str, data_dir: str | os.PathLike | None = None, size: int | None = None
+                ) -> Split:
+    """"digits" or "mnist" (from ``data_dir``) as NHWC images [N, size, size, 1].
+
+    MNIST's 28x28 digits are zero-padded to ``size`` (by 2 on each side for 32, as LeNet had
+    them); digits' 8x8 images are resized to ``size`` (bilinear, ``jax.image.resize``).
+    ``size=None`` keeps the native size.
+    """
+    split = _load(dataset, data_dir)
+    side = split.x_train.shape[1]
+    if size is None or size == side:
+        fit = lambda x: x  # noqa: E731
+    elif not (isinstance(size, int) and size >= 1):
+        raise ValueError(f"image size must be a positive int, got {size!r}")
+    elif dataset == "mnist":
+        if size < side or (size - side) % 2:
+            raise ValueError(f"MNIST images are {side}x{side}; they are zero-padded evenly, so "
+                             f"size must be {side} + an even number, got {size}")
+        p = (size - side) // 2
+        fit = lambda x: np.pad(x, ((0, 0), (p, p), (p, p)))  # noqa: E731
+    else:
+        fit = lambda x: _resize(x, size)  # noqa: E731
+    return Split(fit(split.x_train)[..., None], split.y_train,  # [N, H, W] -> [N, H, W, 1]
+                 fit(split.x_test)[..., None], split.y_test)
+
+
+def _resize(x: np.ndarray, size: int) -> np.ndarray:
+    """[N, h, w] -> [N, size, size], bilinear, float32."""
+    import jax
+
+    return np.asarray(jax.image.resize(x, (len(x), size, size), "linear"), np.float32)
 
 
 def md5(path: Path) -> str:

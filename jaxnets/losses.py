@@ -63,3 +63,14 @@ def cross_entropy(p: Array, q: Array) -> Array:
 def kl_divergence(p: Array, q: Array) -> Array:
     """KL(p || q) = sum_i p_i (log p_i - log q_i). p, q: [..., n]. Returns [...]."""
     return jnp.sum(xlogy(p, p) - xlogy(p, q), axis=-1)
+
+
+def classification_metrics(logits: Array, labels: Array) -> dict[str, Array]:
+    """{"loss": mean softmax cross-entropy, "accuracy": fraction of argmax logits == label}.
+
+    logits: [B, m], labels: [B] ints. Returns two scalars.
+    """
+    return {
+        "loss": jnp.mean(softmax_cross_entropy(logits, labels)),
+        "accuracy": jnp.mean(jnp.argmax(logits, axis=-1) == labels),
+    }

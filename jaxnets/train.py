@@ -35,6 +35,10 @@ Batch = tuple[Array, Array]
 Hparams = dict[str, Array]  # keyword arguments of the optimizer factory, "learning_rate" included
 LossFn = Callable[[PyTree, Batch], Array]
 EvalFn = Callable[[PyTree, Batch], dict[str, Array]]
+AugmentFn = Callable[[Array, Batch], Batch]  # (key, minibatch) -> minibatch of the same shapes
+# Augmentation keys are fold_in(fold_in(data key, AUGMENT_STREAM), step); data-order keys are
+# fold_in(data key, epoch), and no run reaches epoch 2**31 - 1, so the two never coincide.
+AUGMENT_STREAM = 2**31 - 1
 
 
 class TrainState(NamedTuple):
@@ -101,13 +105,22 @@ def _all_finite(tree: PyTree) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(tree)]))
 
 
+def augment_key(state: TrainState) -> Array:
+    """The key ``augment`` gets at this step: fold_in(fold_in(key, AUGMENT_STREAM), step)."""
+    return jax.random.fold_in(jax.random.fold_in(state.key, AUGMENT_STREAM), state.step)
+
+
 def train_step(state: TrainState, hparams: Hparams, batch: Batch, *, loss: LossFn,
-               optimizer: OptimizerFactory) -> tuple[TrainState, Array]:
+               optimizer: OptimizerFactory, augment: AugmentFn | None = None
+               ) -> tuple[TrainState, Array]:
     """One step of ``optimizer(**hparams)`` on ``batch``; returns (state, minibatch loss).
 
+    With ``augment``, the step trains on ``augment(augment_key(state), batch)``.
     If the loss or the new params are not finite, the step is not taken, ``diverged_at`` records
     it, and every later step is a no-op whose loss reads NaN.
     """
+    if augment is not None:
+        batch = augment(augment_key(state), batch)
     value, grads = jax.value_and_grad(loss)(state.params, batch)
     updates, opt_state = optimizer(**hparams).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -161,28 +174,31 @@ def train_chunk(state: TrainState, hparams: Hparams, data: Batch,
 
 
 train_chunk_jit = jax.jit(
-    train_chunk, static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size"))
+    train_chunk,
+    static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size", "augment"))
 
 
 def _fit(key, hparams, train_data, eval_data, *, init, loss, optimizer, steps, batch_size,
-         evaluate, eval_every) -> FitResult:
+         evaluate, eval_every, augment=None) -> FitResult:
     state = init_state(key, init=init, optimizer=optimizer)
     chunk = partial(train_chunk, hparams=hparams, data=train_data, eval_data=eval_data,
                     evaluate=evaluate, num_steps=eval_every, loss=loss, optimizer=optimizer,
-                    batch_size=batch_size)
+                    batch_size=batch_size, augment=augment)
     state, (losses, metrics) = jax.lax.scan(lambda s, _: chunk(s), state, None,
                                             length=steps // eval_every)
     return FitResult(state.params, losses.reshape(-1), metrics, state.diverged_at)
 
 
-_STATIC = ("init", "loss", "optimizer", "steps", "batch_size", "evaluate", "eval_every")
+_STATIC = ("init", "loss", "optimizer", "steps", "batch_size", "evaluate", "eval_every",
+           "augment")
 _fit_jit = jax.jit(_fit, static_argnames=_STATIC)
 
 
 def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
                  init: Callable[[Array], PyTree], loss: LossFn, evaluate: EvalFn, steps: int,
                  batch_size: int, eval_every: int, optimizer: OptimizerFactory | None = None,
-                 hparams: dict | None = None, where: str = "fit") -> None:
+                 hparams: dict | None = None, augment: AugmentFn | None = None,
+                 where: str = "fit") -> None:
     """Clear errors for a run's arguments, raised before anything is compiled.
 
     Checks the counts, then traces the model on the real data without running it
@@ -212,6 +228,13 @@ def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
         except TypeError as e:
             raise ValueError(f"{where}: the optimizer does not take the hyperparameters "
                              f"{sorted(hparams or {})}: {e}") from None
+    if augment is not None:
+        shapes = lambda tree: [(jnp.shape(v), jnp.result_type(v)) for v in jax.tree.leaves(tree)]  # noqa: E731
+        batch = (train_data[0][:batch_size], train_data[1][:batch_size])
+        out = jax.eval_shape(augment, key, batch)
+        if shapes(out) != shapes(batch):
+            raise ValueError(f"{where}: augment must return a minibatch of the same shapes and "
+                             f"dtypes, got {shapes(out)} for {shapes(batch)}")
     params = jax.eval_shape(init, key)
     jax.eval_shape(lambda p: loss(p, train_data), params)
     for batch in eval_data.values():
@@ -222,7 +245,8 @@ def fit(key: Array, learning_rate: Array | float, train_data: Batch,
         eval_data: dict[str, Batch] | None = None, *, init: Callable[[Array], PyTree],
         loss: LossFn, optimizer: OptimizerFactory, steps: int, batch_size: int,
         evaluate: EvalFn | None = None, eval_every: int | None = None,
-        hparams: dict[str, Array | float] | None = None, validate: bool = True) -> FitResult:
+        hparams: dict[str, Array | float] | None = None, augment: AugmentFn | None = None,
+        validate: bool = True) -> FitResult:
     """Train from ``init(key)`` for ``steps`` optax steps, all inside one jit.
 
     Args:
@@ -236,6 +260,8 @@ def fit(key: Array, learning_rate: Array | float, train_data: Batch,
       eval_every: steps between evaluations (default: steps); must divide steps.
       hparams: further optimizer hyperparameters, traced like the learning rate
         (e.g. {"beta": 0.9} for ``optim.momentum``).
+      augment: (key, minibatch) -> minibatch, applied at every training step with the key
+        ``augment_key(state)`` (e.g. ``data.random_shift``); evaluation data is not augmented.
       validate: check the arguments first (``validate_run``); a loop calling ``fit`` many
         times with the same checked arguments may skip it.
     Returns:
@@ -251,10 +277,11 @@ def fit(key: Array, learning_rate: Array | float, train_data: Batch,
     if validate:
         validate_run(key, train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
                      steps=steps, batch_size=batch_size, eval_every=eval_every,
-                     optimizer=optimizer, hparams=hparams)
+                     optimizer=optimizer, hparams=hparams, augment=augment)
     return _fit_jit(key, {"learning_rate": learning_rate, **hparams}, train_data, eval_data,
                     init=init, loss=loss, optimizer=optimizer, steps=steps,
-                    batch_size=batch_size, evaluate=evaluate, eval_every=eval_every)
+                    batch_size=batch_size, evaluate=evaluate, eval_every=eval_every,
+                    augment=augment)
 
 
 class _LossMetric(NamedTuple):
@@ -448,8 +475,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
           steps: int, batch_size: int, seeds: int | Sequence[int] = 1,
           hparams: dict[str, Sequence[float]] | None = None, evaluate: EvalFn | None = None,
           eval_every: int | None = None, devices: Sequence | None = None,
-          memory_limit: int | None = None,
-          members_per_block: int | None = None) -> SweepResult:
+          memory_limit: int | None = None, members_per_block: int | None = None,
+          augment: AugmentFn | None = None) -> SweepResult:
     """Every (learning rate, hparams..., seed) combination of a grid, trained as one computation.
 
     ``jax.vmap`` of ``fit``'s whole scanned run, over hyperparameters (outer) and seeds (inner),
@@ -490,11 +517,12 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
                  steps=steps, batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
                  hparams={k: grid[k][0] for k in hp_names if k != "learning_rate"},
-                 where="sweep")
+                 augment=augment, where="sweep")
     mesh_axes = np.meshgrid(*(grid[k] for k in hp_names), indexing="ij")
     hps = {k: jnp.asarray(v.reshape(-1)) for k, v in zip(hp_names, mesh_axes, strict=True)}
     static = (("init", init), ("loss", loss), ("optimizer", optimizer), ("steps", steps),
-              ("batch_size", batch_size), ("evaluate", evaluate), ("eval_every", eval_every))
+              ("batch_size", batch_size), ("evaluate", evaluate), ("eval_every", eval_every),
+              ("augment", augment))
     devices = list(devices or jax.devices())
     mesh = _mesh(devices, hps["learning_rate"].shape[0], len(keys))
     fn = _sweep_fn(mesh, static)

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR
 
+from experiments import common
 from experiments import sin_mlp as exp
-from jaxnets import data, runs, train
+from jaxnets import data, optim, runs, train
 from jaxnets.models import sin_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def test_experiment_equals_train_fit(tmp_path):
     tr = (jnp.asarray(split.x_train), jnp.asarray(split.y_train))
     r = train.fit(jax.random.key(0), jnp.float32(0.1), tr, {"train": tr},
                   init=lambda k: sin_mlp.init(k, 64, 128, 10), loss=sin_mlp.loss,
-                  optimizer=exp.optim.get("momentum"), steps=200, batch_size=64,
+                  optimizer=optim.get("momentum"), steps=200, batch_size=64,
                   evaluate=sin_mlp.metrics, eval_every=100)
     np.testing.assert_array_equal(res["train_loss"], r.train_loss)
     assert res["final"]["train/accuracy"] == float(r.eval_metrics["train/accuracy"][-1])
@@ -117,7 +118,7 @@ def test_progress_bar_advances_once_per_chunk(tmp_path, monkeypatch):
             seen["ticks"] = i + 1
             yield item
 
-    monkeypatch.setattr(exp, "tqdm", fake_tqdm)
+    monkeypatch.setattr(common, "tqdm", fake_tqdm)
     exp.run(exp.Config(steps=300, eval_every=100, run_dir=tmp_path))
     assert seen["total"] == seen["ticks"] == 3
     assert seen["disable"] is False and seen["delay"] > 0

@@ -75,3 +75,37 @@ def test_bad_shapes_are_named(x_shape, c, match):
 def test_backward_rejects_mismatched_dy():
     with pytest.raises(ValueError, match="dy must have x's shape"):
         layers.batch_norm_backward(jnp.ones((4, 2)), jnp.ones((4, 3)), jnp.ones(3))
+
+
+def test_layer_norm_equals_its_definition(x64):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(4, 5, 7))
+    gamma, beta = rng.normal(size=7), rng.normal(size=7)
+    mu = x.mean(-1, keepdims=True)
+    sd = np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(layers.layer_norm(jnp.asarray(x), jnp.asarray(gamma),
+                                                 jnp.asarray(beta)),
+                               gamma * (x - mu) / sd + beta, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"gamma \(6,\) and beta \(7,\) must match"):
+        layers.layer_norm(jnp.asarray(x), jnp.zeros(6), jnp.zeros(7))
+
+
+def test_gelu_is_x_times_the_normal_cdf(x64):
+    from scipy.stats import norm
+
+    x = np.linspace(-6, 6, 101)
+    np.testing.assert_allclose(layers.gelu(jnp.asarray(x)), x * norm.cdf(x), rtol=1e-12,
+                               atol=1e-15)
+
+
+def test_dense_and_its_errors():
+    params = layers.dense_init(jax.random.key(0), 3, 4)
+    assert jax.tree.map(jnp.shape, params) == {"W": (3, 4), "b": (4,)}
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 3)), jnp.float32)
+    np.testing.assert_allclose(layers.dense(params, x),
+                               np.asarray(x) @ np.asarray(params["W"]) + np.asarray(params["b"]),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"x must have shape \[\.\.\., 3\]"):
+        layers.dense(params, jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match="d_out must be a positive integer"):
+        layers.dense_init(jax.random.key(0), 3, 0)

@@ -100,11 +100,7 @@ def loss(params: Params, batch: Batch) -> Array:
 def metrics(params: Params, batch: Batch) -> dict[str, Array]:
     """{"loss": mean NLL, "accuracy": fraction of argmax o_a == y} on one batch."""
     x, y = _checked(params, batch, "sin_mlp.metrics")
-    o_a = apply(params, x)
-    return {
-        "loss": jnp.mean(losses.softmax_cross_entropy(o_a, y)),
-        "accuracy": jnp.mean(jnp.argmax(o_a, axis=-1) == y),
-    }
+    return losses.classification_metrics(apply(params, x), y)
 
 
 def manual_grads(params: Params, batch: Batch) -> Params:

@@ -1,4 +1,4 @@
-"""Layers as pure functions, each forward paired with its hand-derived backward.
+"""Normalisation layers: layer norm, and batch norm with its hand-derived backward.
 
 Batch norm (training mode) follows seed 003 Q2. Features are on the last axis; statistics are
 taken over every other axis (the batch for [B, C], batch and space for NHWC [B, H, W, C]).
@@ -86,3 +86,19 @@ def batch_norm_backward(dy: Array, x: Array, gamma: Array, eps: float = 1e-5) ->
         - x_hat * jnp.sum(dx_hat * x_hat, axis=axes)
     )
     return BatchNormGrads(dx, dgamma=jnp.sum(dy * x_hat, axis=axes), dbeta=jnp.sum(dy, axis=axes))
+
+
+def layer_norm(x: Array, gamma: Array, beta: Array, eps: float = 1e-6) -> Array:
+    """y = gamma (x - mu) / sqrt(var + eps) + beta, statistics over the last axis of each row.
+
+    Args:
+      x: [..., C]. gamma, beta: [C].
+    Returns:
+      y: same shape as x.
+    """
+    if jnp.ndim(x) < 1 or gamma.shape != x.shape[-1:] or beta.shape != x.shape[-1:]:
+        raise ValueError(f"layer_norm: gamma {gamma.shape} and beta {beta.shape} must match the "
+                         f"last axis of x {jnp.shape(x)}")
+    mu = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean((x - mu) ** 2, axis=-1, keepdims=True)
+    return gamma * (x - mu) * jax.lax.rsqrt(var + eps) + beta
