@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import tyro
 from jax import lax
 
-from jaxnets import losses, runs
+from experiments import common
+from jaxnets import losses
 from jaxnets.models import lenet
 
 BATCH = 128
@@ -236,11 +236,7 @@ def table(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = tyro.cli(Config, args=argv)
-    res = run(config)
-    print(table(res))
-    if config.json:
-        runs.write_json(config.json, res)
+    common.cli(Config, run, table, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -130,6 +130,47 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
     return results
 
 
+class Members(NamedTuple):
+    """What ``train_members`` returns, member axis first."""
+
+    params: object  # final params, leaves [M, ...]
+    train_loss: np.ndarray  # [M, steps], NaN after divergence
+    eval_metrics: dict[str, np.ndarray]  # "split/metric" -> [M, steps // eval_every]
+    diverged_at: np.ndarray  # [M], -1 where the run stayed finite
+
+
+def train_members(keys, learning_rates, train_data, eval_data: dict, *, init: Callable,
+                  loss: Callable, evaluate: Callable, optimizer: Callable, steps: int,
+                  batch_size: int, eval_every: int, desc: str = "train",
+                  progress: bool = True) -> Members:
+    """M runs side by side: ``jax.vmap`` of ``train.train_chunk`` over (key, learning rate).
+
+    The same computation as ``train.sweep`` (member m equals ``train.fit(keys[m],
+    learning_rates[m], ...)``) cut into ``steps / eval_every`` jitted chunks so a progress bar
+    advances between them; one compile for all chunks.
+    Args: keys [M] PRNG keys, learning_rates [M]; the rest as in ``train.fit``.
+    """
+    lrs = jnp.asarray(learning_rates, jnp.float32)
+    train.validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
+                       steps=steps, batch_size=batch_size, eval_every=eval_every,
+                       optimizer=optimizer, where=desc)
+    states = jax.vmap(partial(train.init_state, init=init, optimizer=optimizer))(keys)
+    chunk = jax.jit(jax.vmap(
+        partial(train.train_chunk, evaluate=evaluate, num_steps=eval_every, loss=loss,
+                optimizer=optimizer, batch_size=batch_size),
+        in_axes=(0, 0, None, None)))
+    losses, metrics = [], []
+    for _ in tqdm(range(steps // eval_every), desc=desc, unit="chunk", delay=3,
+                  disable=not progress):
+        states, (chunk_loss, chunk_metrics) = chunk(states, {"learning_rate": lrs}, train_data,
+                                                    eval_data)
+        losses.append(np.asarray(chunk_loss))
+        metrics.append({k: np.asarray(v) for k, v in chunk_metrics.items()})
+    return Members(states.params, np.concatenate(losses, axis=1),
+                   {k: np.stack([m[k] for m in metrics], axis=1) for k in metrics[0]},
+                   np.asarray(states.diverged_at))
+
+
 def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | None) -> None:
     """Parse flags into ``config_cls``, run, print the final metrics; errors exit with code 1."""
     config = tyro.cli(config_cls, args=argv)
@@ -141,3 +182,20 @@ def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | 
     print(f"step {f['step']}: train loss {f['train/loss']:.4f} acc {f['train/accuracy']:.4f} | "
           f"test loss {f['test/loss']:.4f} acc {f['test/accuracy']:.4f}")
     print(f"run folder: {results['run_dir']}")
+
+
+def cli(config_cls: type, run: Callable, table: Callable[[dict], str], argv: list[str] | None,
+        errors: tuple[type[Exception], ...] = (data.DataError, ValueError, MemoryError)) -> None:
+    """Parse flags into ``config_cls``, run, print ``table(results)`` and the run folder; write
+    the results to ``--json PATH`` where the config has that flag. ``errors`` exit with code 1."""
+    config = tyro.cli(config_cls, args=argv)
+    try:
+        results = run(config)
+    except errors as e:
+        sys.exit(f"error: {e}")
+    print(table(results))
+    if "run_dir" in results:
+        print(f"run folder: {results['run_dir']}")
+    if getattr(config, "json", None):
+        runs.write_json(config.json, results)
+        print(f"wrote {config.json}")

@@ -16,7 +16,6 @@ among those where no seed diverged; its test accuracy is reported beside it.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -25,9 +24,9 @@ from typing import Literal, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-import tyro
 from tqdm.auto import tqdm
 
+from experiments import common
 from jaxnets import data, optim, runs, train
 from jaxnets.models import sin_mlp
 
@@ -204,13 +203,7 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = tyro.cli(Config, args=argv)
-    try:
-        results = run(config)
-    except (data.DataError, ValueError, MemoryError) as e:
-        sys.exit(f"error: {e}")
-    print(table(results))
-    print(f"run folder: {results['run_dir']}")
+    common.cli(Config, run, table, argv)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,29 @@ def download_mnist(data_dir: str | os.PathLike, base_url: str = MNIST_MIRROR,
             download(base_url.rstrip("/") + "/" + name, dest, MNIST_MD5[name], timeout)
         paths.append(dest)
     return paths
+
+
+def adding_problem(n: int, T: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The adding problem (Hochreiter and Schmidhuber 1997, as in Le et al. 2015).
+
+    Each sequence has T steps of (value, marker): values uniform in [0, 1], markers 0 except two
+    1s, one at a uniform step of the first half [0, T // 2) and one in the second [T // 2, T).
+    The target is the sum of the two marked values. Predicting the mean 1 gives MSE = Var(U1 + U2)
+    = 2/12 = 1/6. Drawn with ``numpy.random.default_rng(seed)``.
+
+    Returns:
+      x [n, T, 2] float32, y [n, 1] float32.
+    """
+    for name, v, lo in (("n", n, 1), ("T", T, 2)):
+        if not (isinstance(v, int | np.integer) and v >= lo):
+            raise ValueError(f"adding_problem: {name} must be an integer >= {lo}, got {v!r}")
+    rng = np.random.default_rng(seed)
+    values = rng.random((n, T), dtype=np.float32)
+    half = T // 2
+    first = rng.integers(0, half, n)
+    second = rng.integers(half, T, n)
+    markers = np.zeros((n, T), np.float32)
+    rows = np.arange(n)
+    markers[rows, first] = markers[rows, second] = 1
+    y = values[rows, first] + values[rows, second]
+    return np.stack([values, markers], axis=-1), y[:, None]

@@ -1,0 +1,351 @@
+"""Forward + backward time of jaxnets' scan LSTM against flax.linen's, and of the RNN's hand-written
+backprop through time against jax.grad, side by side in one run.
+
+    python -m experiments.benchmark_lstm [--batch 64 --time 100 --hidden 128] [--json PATH]
+
+Every variant is one jitted function of (params, (xs, y)) returning the loss and its gradient with
+respect to all params, on the same random data (xs [B, T, d_x] and y [B, d_y] standard normal), a
+"last"-target mean squared error: L = (1/B) sum_n mean_k (W_y h_T + c - y_n)_k^2.
+- ``lstm ours``: ``jax.value_and_grad(rnn.loss)``, params from ``rnn.init(cell="lstm")``;
+- ``lstm flax LSTMCell`` / ``lstm flax OptimizedLSTMCell``: ``flax.linen.RNN`` over that cell,
+  then a ``flax.linen.Dense`` readout of h_T, the same loss, value_and_grad w.r.t. the flax
+  params. Their params are ours rewritten in flax's layout, so all three compute one function;
+- ``rnn jax.grad``: ``jax.value_and_grad(rnn.loss)`` of the tanh RNN (params from ``rnn.init``);
+- ``rnn hand BPTT``: ``rnn.rnn_value_and_bptt`` (loss and gradients from one forward scan and the
+  hand-written reverse scan, as value_and_grad gives).
+With ``--extras`` (default on), also timed: the three LSTMs' loss alone (rows ``... [fwd]``), and
+the RNN's gradients alone, ``jax.grad(rnn.loss)`` and ``rnn.rnn_bptt`` (rows ``... [grad]``).
+
+Before timing, the script checks that the variants agree: the flax gradients, mapped onto ours with
+``rnn.flax_lstm_params`` (and W_y = kernel^T, c = bias for the readout), must equal ours, and the
+hand BPTT gradients jax.grad's, each leaf to a relative error (Frobenius norms) of ``--rtol``; it
+raises ``Disagreement`` otherwise. Then each executable is compiled (``jit.lower().compile()``,
+timed: the compile column), called ``--warmup`` times, and timed ``--repeats`` times with
+``block_until_ready``, all variants round-robin in each round (the order reversed every round,
+ABBA), so that load on the machine hits each alike. Reported: median ms per call, the ratios of
+medians ours / flax and hand BPTT / jax.grad, and the issue's goals (ours LSTM <= 1.0x flax's,
+hand BPTT <= 1.1x jax.grad) as PASS/FAIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import common
+from jaxnets import losses
+from jaxnets.models import rnn
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Time jaxnets' scan LSTM against flax.linen's, and hand BPTT against jax.grad (RNN)."""
+
+    models: tuple[Literal["lstm", "rnn"], ...] = ("lstm", "rnn")
+    """Which comparisons to run: the LSTMs (ours against flax's), the RNN (hand BPTT against
+    jax.grad)."""
+    batch: int = 64
+    """B, sequences per call."""
+    time: int = 100
+    """T, steps per sequence."""
+    hidden: int = 128
+    """d_h, hidden units (the LSTM's gates are 4 d_h wide)."""
+    features: int = 32
+    """d_x, input features per step (the issue fixes only B, T and d_h; this default is ours)."""
+    outputs: int = 1
+    """d_y, outputs of the readout W_y h_T + c."""
+    warmup: int = 5
+    """Untimed calls of each variant after compiling."""
+    repeats: int = 50
+    """Timed calls of each variant (round-robin); medians are reported."""
+    extras: bool = True
+    """Also time the three LSTMs' forward pass (the loss alone) and the RNN's gradients alone
+    (rnn_bptt against jax.grad, without the loss value)."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Params and data dtype (float64 turns on jax_enable_x64 for the run)."""
+    rtol: float | None = None
+    """Tolerance of the agreement check, relative error per gradient leaf (default: 1e-4 for
+    float32, 1e-10 for float64)."""
+    seed: int = 0
+    """PRNG seed of the params and the random data."""
+    json: Path | None = None
+    """Also write the figures (with date, machine, versions and config) to this JSON file."""
+
+
+# (numerator, denominator, goal: numerator / denominator at most this, or None)
+RATIOS = (
+    ("lstm ours", "lstm flax LSTMCell", 1.0),
+    ("lstm ours", "lstm flax OptimizedLSTMCell", 1.0),
+    ("rnn hand BPTT", "rnn jax.grad", 1.1),
+    ("lstm ours [fwd]", "lstm flax LSTMCell [fwd]", None),
+    ("lstm ours [fwd]", "lstm flax OptimizedLSTMCell [fwd]", None),
+    ("rnn hand BPTT [grad]", "rnn jax.grad [grad]", None),
+)
+# Pairs whose losses and gradients (mapped onto ours) must agree: (reference, other).
+AGREE = (
+    ("lstm ours", "lstm flax LSTMCell"),
+    ("lstm ours", "lstm flax OptimizedLSTMCell"),
+    ("rnn jax.grad", "rnn hand BPTT"),
+    ("lstm ours [fwd]", "lstm flax LSTMCell [fwd]"),
+    ("lstm ours [fwd]", "lstm flax OptimizedLSTMCell [fwd]"),
+    ("rnn jax.grad [grad]", "rnn hand BPTT [grad]"),
+)
+FLAX_CELLS = {"LSTMCell": nn.LSTMCell, "OptimizedLSTMCell": nn.OptimizedLSTMCell}
+
+
+class Disagreement(AssertionError):
+    """Two variants that should compute the same loss and gradients do not."""
+
+
+class FlaxLSTM(nn.Module):
+    """flax.linen.RNN over an LSTM cell, then a Dense readout of the last h: W_y h_T + c."""
+
+    cell: str
+    hidden: int
+    outputs: int
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, xs: jax.Array) -> jax.Array:
+        cell = FLAX_CELLS[self.cell](self.hidden, param_dtype=self.dtype, name="cell")
+        (_, h), _ = nn.RNN(cell, return_carry=True)(xs)  # flax's carry is (c, h)
+        return nn.Dense(self.outputs, param_dtype=self.dtype, name="readout")(h)
+
+
+def to_flax_params(params: rnn.Params) -> dict:
+    """Our LSTM params in FlaxLSTM's layout (the inverse of ``rnn.flax_lstm_params`` + readout)."""
+    d_h = params["W_h"].shape[1]
+    cell = {}
+    for j, k in enumerate(rnn.GATES):
+        rows = slice(j * d_h, (j + 1) * d_h)
+        cell[f"i{k}"] = {"kernel": params["W_x"][rows].T}
+        cell[f"h{k}"] = {"kernel": params["W_h"][rows].T, "bias": params["b"][rows]}
+    readout = {"kernel": params["W_y"].T, "bias": params["c"]}
+    return {"params": {"cell": cell, "readout": readout}}
+
+
+def from_flax_params(flax_params: dict) -> rnn.Params:
+    """FlaxLSTM params (or gradients: the map is linear) in our layout, via rnn.flax_lstm_params."""
+    p = flax_params["params"]
+    return {**rnn.flax_lstm_params(p["cell"]), "W_y": p["readout"]["kernel"].T,
+            "c": p["readout"]["bias"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A function of ``args`` to jit and time; ``to_ours`` maps its output to (loss, grads or
+    None) in our params layout, for the agreement check."""
+
+    fn: Callable
+    args: tuple
+    to_ours: Callable = lambda out: out  # noqa: E731
+    pass_: str = "fwd+bwd"
+
+
+def variants(config: Config) -> dict[str, Variant]:
+    """Every variant to time, on the same data (built in the config's dtype)."""
+    if not config.models:
+        raise ValueError("benchmark_lstm: --models must name at least one of lstm, rnn")
+    dtype = jnp.dtype(config.dtype)
+    B, T, d_x, d_h, d_y = (config.batch, config.time, config.features, config.hidden,
+                           config.outputs)
+    k_lstm, k_rnn, k_x, k_y = jax.random.split(jax.random.key(config.seed), 4)
+    batch = (jax.random.normal(k_x, (B, T, d_x), dtype), jax.random.normal(k_y, (B, d_y), dtype))
+    out = {}
+    if "lstm" in config.models:
+        out |= lstm_variants(config, rnn.init(k_lstm, d_x, d_h, d_y, cell="lstm", dtype=dtype),
+                             batch)
+    if "rnn" in config.models:
+        out |= rnn_variants(config, rnn.init(k_rnn, d_x, d_h, d_y, cell="rnn", dtype=dtype),
+                            batch)
+    return out
+
+
+def rnn_variants(config: Config, params: rnn.Params, batch) -> dict[str, Variant]:
+    """jax.grad and hand BPTT of the tanh RNN (loss and grads; with extras, grads alone too)."""
+    loss = partial(rnn.loss, kind="mse", target="last")
+
+    def value_and_bptt(params, batch):  # looked up when traced (tests patch it)
+        return rnn.rnn_value_and_bptt(params, batch, kind="mse", target="last")
+
+    def bptt(params, batch):
+        return rnn.rnn_bptt(params, batch, kind="mse", target="last")
+
+    out = {"rnn jax.grad": Variant(jax.value_and_grad(loss), (params, batch)),
+           "rnn hand BPTT": Variant(value_and_bptt, (params, batch))}
+    if config.extras:
+        grad_only = lambda g: (None, g)  # noqa: E731
+        out["rnn jax.grad [grad]"] = Variant(jax.grad(loss), (params, batch), grad_only, "grad")
+        out["rnn hand BPTT [grad]"] = Variant(bptt, (params, batch), grad_only, "grad")
+    return out
+
+
+def lstm_variants(config: Config, lstm_params: rnn.Params, batch) -> dict[str, Variant]:
+    """Ours and flax's LSTMs on the same params and data (fwd+bwd; with extras, fwd alone too)."""
+    loss = partial(rnn.loss, kind="mse", target="last")
+    d_h, d_y = config.hidden, config.outputs
+    out = {"lstm ours": Variant(jax.value_and_grad(loss), (lstm_params, batch))}
+    forward = {"lstm ours [fwd]": Variant(loss, (lstm_params, batch), lambda o: (o, None), "fwd")}
+    flax_params = to_flax_params(lstm_params)
+    for name in FLAX_CELLS:
+        model = FlaxLSTM(name, d_h, d_y, lstm_params["W_h"].dtype)
+        want = jax.tree.structure(model.init(jax.random.key(0), batch[0][:1, :1]))
+        if jax.tree.structure(flax_params) != want:
+            raise Disagreement(f"flax {name}'s params are not laid out as to_flax_params assumes")
+
+        def flax_loss(p, batch, model=model):
+            xs, y = batch
+            return jnp.mean(losses.mse(model.apply(p, xs), y))
+
+        out[f"lstm flax {name}"] = Variant(
+            jax.value_and_grad(flax_loss), (flax_params, batch),
+            lambda o: (o[0], from_flax_params(o[1])))
+        forward[f"lstm flax {name} [fwd]"] = Variant(flax_loss, (flax_params, batch),
+                                                     lambda o: (o, None), "fwd")
+    return out | forward if config.extras else out
+
+
+def _rel_err(a, b) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny))
+
+
+def check_agreement(outputs: dict[str, tuple], rtol: float) -> dict[str, float]:
+    """For each pair in AGREE present in ``outputs`` ({name: (loss, grads or None)}, ours layout):
+    the largest relative error over the loss and the gradient leaves. Raises Disagreement above
+    rtol."""
+    errs = {}
+    for ref, other in AGREE:
+        if ref not in outputs or other not in outputs:
+            continue
+        (l_ref, g_ref), (l_other, g_other) = outputs[ref], outputs[other]
+        leaf_errs = {} if l_ref is None else {"loss": _rel_err(l_other, l_ref)}
+        if g_ref is not None:
+            if set(g_ref) != set(g_other):
+                raise Disagreement(f"{other}: gradient keys {sorted(g_other)} differ from "
+                                   f"{ref}'s {sorted(g_ref)}")
+            leaf_errs |= {k: _rel_err(g_other[k], g_ref[k]) for k in g_ref}
+        bad = {k: e for k, e in leaf_errs.items() if not e <= rtol}  # NaN is bad too
+        if bad:
+            worst = next((k for k, e in bad.items() if math.isnan(e)), max(bad, key=bad.get))
+            raise Disagreement(
+                f"{other} disagrees with {ref}: relative error of {worst} is "
+                f"{leaf_errs[worst]:.2e} > {rtol:.0e}; all: "
+                + ", ".join(f"{k} {e:.1e}" for k, e in leaf_errs.items()))
+        errs[f"{other} vs {ref}"] = max(leaf_errs.values())
+    return errs
+
+
+def _time(fn, args: tuple) -> float:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    return time.perf_counter() - t0
+
+
+def bench(config: Config) -> dict:
+    """Compile, check agreement, time round-robin; the figures (seconds) of every variant."""
+    vs = variants(config)
+    compiled, compile_s = {}, {}
+    for name, v in vs.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(v.fn).lower(*v.args).compile()
+        compile_s[name] = time.perf_counter() - t0
+    rtol = config.rtol if config.rtol is not None else (
+        1e-4 if config.dtype == "float32" else 1e-10)
+    agreement = check_agreement(
+        {name: v.to_ours(compiled[name](*v.args)) for name, v in vs.items()}, rtol)
+    order = list(vs)
+    for _ in range(config.warmup):
+        for name in order:
+            _time(compiled[name], vs[name].args)
+    times = {name: [] for name in vs}
+    for _ in range(config.repeats):
+        order.reverse()  # ABBA: no variant always runs first or last
+        for name in order:
+            times[name].append(_time(compiled[name], vs[name].args))
+    rows = [{"variant": name, "pass": vs[name].pass_, "median_s": float(np.median(times[name])),
+             "q25_s": float(np.quantile(times[name], 0.25)),
+             "q75_s": float(np.quantile(times[name], 0.75)), "min_s": float(np.min(times[name])),
+             "compile_s": compile_s[name]} for name in vs]
+    median = {r["variant"]: r["median_s"] for r in rows}
+    ratios = [{"numerator": num, "denominator": den, "ratio": median[num] / median[den],
+               "goal": goal,
+               "met": None if goal is None else bool(median[num] / median[den] <= goal)}
+              for num, den, goal in RATIOS if num in median and den in median]
+    return {"rows": rows, "ratios": ratios, "agreement_max_rel_err": agreement,
+            "agreement_rtol": rtol}
+
+
+def run(config: Config) -> dict:
+    """The benchmark's figures with date, machine, versions and config."""
+    for name in ("batch", "time", "hidden", "features", "outputs", "repeats"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"benchmark_lstm: --{name} must be positive, "
+                             f"got {getattr(config, name)}")
+    if config.warmup < 0:
+        raise ValueError(f"benchmark_lstm: --warmup must be >= 0, got {config.warmup}")
+    with jax.enable_x64(config.dtype == "float64"):
+        res = bench(config)
+    kind, backend = jax.devices()[0].device_kind, jax.default_backend()
+    device = backend if kind == backend else f"{backend} {kind}"
+    goals = [r["met"] for r in res["ratios"] if r["goal"] is not None]
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": " ".join(filter(None, (platform.node(), platform.machine(),
+                                          platform.processor(), f"{os.cpu_count()} CPUs"))),
+        "device": f"{device} ({len(jax.devices())} device(s))",
+        "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
+        "flax": flax.__version__,
+        "config": dataclasses.asdict(config) | {"json": None},
+        **res,
+        "all_goals_met": all(goals),
+    }
+
+
+def table(res: dict) -> str:
+    c = res["config"]
+    lines = [f"{res['date']}  {res['machine']}  {res['device']}  jax {res['jax']}  "
+             f"flax {res['flax']}",
+             f"batch {c['batch']}, T {c['time']}, d_x {c['features']}, d_h {c['hidden']}, "
+             f"d_y {c['outputs']}, {c['dtype']}; median of {c['repeats']} calls after "
+             f"{c['warmup']} warm-up calls (round-robin)",
+             f"agreement checked (max relative error over loss and gradient leaves, "
+             f"tolerance {res['agreement_rtol']:.0e}):",
+             *(f"  {k}: {e:.1e}" for k, e in res["agreement_max_rel_err"].items()),
+             "",
+             f"{'variant':34s} {'pass':>7s} {'median ms':>10s} {'q25-q75 ms':>15s} "
+             f"{'compile s':>9s}"]
+    for r in res["rows"]:
+        iqr = f"{r['q25_s'] * 1e3:.2f}-{r['q75_s'] * 1e3:.2f}"
+        lines.append(f"{r['variant']:34s} {r['pass']:>7s} {r['median_s'] * 1e3:10.2f} "
+                     f"{iqr:>15s} {r['compile_s']:9.2f}")
+    lines += ["", f"{'ratio of medians':68s} {'ratio':>6s} {'goal':>7s}"]
+    for r in res["ratios"]:
+        goal = "-" if r["goal"] is None else f"<= {r['goal']:.1f}"
+        verdict = "" if r["met"] is None else ("PASS" if r["met"] else "FAIL")
+        lines.append(f"{r['numerator'] + ' / ' + r['denominator']:68s} {r['ratio']:5.2f}x "
+                     f"{goal:>7s} {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    common.cli(Config, run, table, argv)
+
+
+if __name__ == "__main__":
+    main()
