@@ -177,10 +177,10 @@ def run(config: Config, progress: bool = True) -> dict:
         init = partial(rnn.init, d_x=2, d_h=config.hidden, d_y=1, cell=cell,
                        forget_bias=config.forget_bias)
         m = common.train_members(keys, lr_grid.reshape(-1), train_data, eval_data, init=init,
-                          loss=rnn.loss, evaluate=rnn.metrics, optimizer=optim.get("adam"),
-                          steps=config.steps, batch_size=config.batch_size,
-                          eval_every=config.eval_every, desc=f"adding {cell}",
-                          progress=progress)
+                                 loss=rnn.loss, evaluate=rnn.metrics, optimizer=optim.get("adam"),
+                                 steps=config.steps, batch_size=config.batch_size,
+                                 eval_every=config.eval_every, desc=f"adding {cell}",
+                                 progress=progress)
         mse = m.eval_metrics["test/loss"].reshape(*lr_grid.shape, -1)  # [n_lr, n_seed, n_eval]
         diverged = (m.diverged_at >= 0).reshape(lr_grid.shape)
         per_cell[cell] = summarize(lrs, step, mse, diverged, config.solved_mse) | {

@@ -101,8 +101,10 @@ def tanh_grad(x: Array) -> Array:
 
 
 def softplus(x: Array) -> Array:
-    """softplus(x) = ln(1 + exp(x)), computed as max(x, 0) + log1p(exp(-|x|))."""
-    return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    """softplus(x) = ln(1 + exp(x)) = logaddexp(x, 0), stable for large |x|. (The form
+    max(x, 0) + log1p(exp(-|x|)) has the same values but autodiff gives it slope 0 at x = 0,
+    where the halves' one-sided choices cancel; softplus'(0) = 1/2.)"""
+    return jnp.logaddexp(x, 0.0)
 
 
 def softplus_grad(x: Array) -> Array:

@@ -1,6 +1,9 @@
-"""Shared test settings: hypothesis profile, float64 scope, relative-error helper."""
+"""Shared test settings: hypothesis profile, float64 scope, relative-error helper, and running an
+experiment module as a user would."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import jax
@@ -15,7 +18,16 @@ settings.register_profile(
 settings.register_profile("thorough", parent=settings.get_profile("jaxnets"), max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxnets"))
 
-MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+
+
+def run_experiment(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m experiments.<module> *args`` in a subprocess from the repo root (text output
+    captured)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.fixture

@@ -1,30 +1,20 @@
 """End to end: python -m experiments.lr_sweep, its run folder, table, flags and errors."""
 
 import json
-import os
-import subprocess
-import sys
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_experiment
 
 from experiments import lr_sweep as exp
 from jaxnets import data, optim, runs, train
 from jaxnets.models import sin_mlp
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(optimizers=("sgd", "adam"), lr_min=1e-3, lr_max=1e38, count=3, seeds=2,
              steps=100, eval_every=50, hidden=32)
-
-
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "experiments.lr_sweep", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_run_folder_table_and_members_equal_fit(tmp_path):
@@ -69,9 +59,9 @@ def test_best_skips_diverged_rates_and_reports_none_when_all_diverge():
 
 
 def test_cli_prints_the_table(tmp_path):
-    out = _cli("--optimizers", "nesterov", "--count", "2", "--seeds", "2", "--steps", "50",
-               "--eval-every", "50", "--lr-min", "0.01", "--lr-max", "0.1",
-               "--run-dir", str(tmp_path))
+    out = run_experiment("lr_sweep", "--optimizers", "nesterov", "--count", "2", "--seeds", "2",
+                         "--steps", "50", "--eval-every", "50", "--lr-min", "0.01",
+                         "--lr-max", "0.1", "--run-dir", str(tmp_path))
     assert out.returncode == 0, out.stderr
     header, line = out.stdout.splitlines()[:2]
     assert header.split()[:3] == ["optimizer", "best", "lr"]
@@ -86,13 +76,13 @@ def test_cli_prints_the_table(tmp_path):
     (["--dataset", "mnist"], 1, "error: --dataset mnist needs --data-dir"),
 ])
 def test_bad_flags_get_clear_errors(args, code, match):
-    out = _cli(*args)
+    out = run_experiment("lr_sweep", *args)
     assert out.returncode == code
     assert match in out.stderr
 
 
 def test_help_explains_every_flag():
-    out = _cli("--help")
+    out = run_experiment("lr_sweep", "--help")
     assert out.returncode == 0
     for field in exp.Config.__dataclass_fields__:
         assert "--" + field.replace("_", "-") in out.stdout

@@ -2,30 +2,18 @@
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from functools import partial
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_experiment
 
 from experiments import adding, gradient_flow
 from experiments.common import train_members
 from jaxnets import data, optim, runs, train
 from jaxnets.models import rnn
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(module, *args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=300)
-
 
 # --- data.adding_problem ---------------------------------------------------------------------
 
@@ -129,14 +117,14 @@ def test_lstm_solves_the_adding_problem_and_the_rnn_does_not(tmp_path):
     assert res["cells"]["rnn"]["per_lr"][0]["solved"] == 0
 
 def test_adding_cli_help_and_errors():
-    help_text = _cli("adding", "--help").stdout
+    help_text = run_experiment("adding", "--help").stdout
     for flag in ("--T", "--cells", "--hidden", "--lr-min", "--lr-max", "--count", "--seeds",
                  "--steps", "--batch-size", "--eval-every", "--n-train", "--n-test",
                  "--forget-bias", "--solved-mse", "--out", "--run-dir"):
         assert flag in help_text, flag
-    bad = _cli("adding", "--lr-min", "1", "--lr-max", "0.1")
+    bad = run_experiment("adding", "--lr-min", "1", "--lr-max", "0.1")
     assert bad.returncode == 1 and "lr-min" in bad.stderr
-    bad = _cli("adding", "--cells", "gru")
+    bad = run_experiment("adding", "--cells", "gru")
     assert bad.returncode != 0 and "gru" in bad.stderr
 
 
@@ -208,9 +196,9 @@ def test_gradient_flow_run_orders_radii(tmp_path):
 
 
 def test_gradient_flow_cli_help_and_errors():
-    help_text = _cli("gradient_flow", "--help").stdout
+    help_text = run_experiment("gradient_flow", "--help").stdout
     for flag in ("--T", "--hidden", "--features", "--batch", "--input-scale", "--radii",
                  "--forget-biases", "--seed", "--out", "--run-dir"):
         assert flag in help_text, flag
-    bad = _cli("gradient_flow", "--radii", "-1")
+    bad = run_experiment("gradient_flow", "--radii", "-1")
     assert bad.returncode == 1 and "radii" in bad.stderr

@@ -1,29 +1,17 @@
 """End to end: python -m experiments.sin_mlp, its run folder, flags and errors."""
 
 import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, run_experiment
 
 from experiments import common
 from experiments import sin_mlp as exp
 from jaxnets import data, optim, runs, train
 from jaxnets.models import sin_mlp
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "experiments.sin_mlp", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_defaults_reach_95_percent_on_digits_and_write_the_run_folder(tmp_path):
@@ -70,7 +58,7 @@ def test_experiment_equals_train_fit(tmp_path):
 
 
 def test_help_lists_every_flag_with_its_default():
-    out = _cli("--help")
+    out = run_experiment("sin_mlp", "--help")
     assert out.returncode == 0
     for f in dataclasses.fields(exp.Config):
         assert "--" + f.name.replace("_", "-") in out.stdout
@@ -86,14 +74,14 @@ def test_help_lists_every_flag_with_its_default():
     (["--steps", "150"], 1, r"steps (150) must be a multiple of eval_every (100)"),
 ])
 def test_bad_flags_get_clear_errors(args, code, needle, tmp_path):
-    out = _cli(*args, "--out", str(tmp_path))
+    out = run_experiment("sin_mlp", *args, "--out", str(tmp_path))
     assert out.returncode == code
     assert needle in " ".join(out.stderr.split())
 
 
 def test_divergence_stops_with_a_clear_error_and_keeps_metrics(tmp_path):
-    out = _cli("--optimizer", "sgd", "--learning-rate", "1e38", "--steps", "200",
-               "--run-dir", str(tmp_path))
+    out = run_experiment("sin_mlp", "--optimizer", "sgd", "--learning-rate", "1e38",
+                         "--steps", "200", "--run-dir", str(tmp_path))
     assert out.returncode == 1
     assert "training diverged with learning rate 1e+38" in out.stderr
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")

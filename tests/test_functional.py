@@ -28,6 +28,12 @@ def test_closed_form_derivative_equals_autodiff(x64, f, df):
     np.testing.assert_allclose(jax.jit(df)(x), auto, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("f, df", ELEMENTWISE[:3], ids=lambda f: getattr(f, "__name__", ""))
+def test_autodiff_at_zero_equals_the_closed_form(x64, f, df):
+    """At x = 0 too (a max(x, 0) + log1p(exp(-|x|)) softplus got slope 0 there from autodiff)."""
+    assert float(jax.grad(f)(0.0)) == float(df(0.0))
+
+
 def test_seed_identities_hold(x64):
     x = jnp.linspace(-30, 30, 1001)
     np.testing.assert_allclose(F.sigmoid(x), (jnp.tanh(x / 2) + 1) / 2, rtol=1e-13, atol=1e-15)

@@ -38,6 +38,8 @@ import operator
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from jaxnets.theory.claim import Claim, Outcome
+
 IntOrPair = int | tuple[int, int]
 
 
@@ -281,3 +283,96 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
     rule = "-" * len(fmt(tuple("-" * wd for wd in widths)))
     return "\n".join([fmt(header), rule, *map(fmt, body), rule, fmt(total)])
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeds' claims (rows of the report; tests/test_conv_arith.py checks the same in detail).
+
+def lax_output_size(i: int, k: int, s: int = 1, p: int = 0, d: int = 1, pool: bool = False
+                    ) -> int:
+    """Output length along one axis by lax's own shape rule: ``conv_general_dilated``, or
+    ``reduce_window`` (max) when ``pool``. Nothing is computed (``jax.eval_shape``)."""
+    import jax
+    from jax import lax
+
+    x = jax.ShapeDtypeStruct((1, 1, i), "float32")
+    if pool:
+        def f(x):
+            return lax.reduce_window(x, -float("inf"), lax.max, (1, 1, k), (1, 1, s),
+                                     ((0, 0), (0, 0), (p, p)), window_dilation=(1, 1, d))
+        return jax.eval_shape(f, x).shape[2]
+    w = jax.ShapeDtypeStruct((1, 1, k), "float32")
+    return jax.eval_shape(lambda x, w: lax.conv_general_dilated(
+        x, w, (s,), [(p, p)], rhs_dilation=(d,)), x, w).shape[2]
+
+
+def _sizes_agree(cases) -> tuple[bool, str]:
+    bad = [c for c in cases if output_size(*c[:5]) != lax_output_size(*c)]
+    return not bad, f"{len(cases) - len(bad)}/{len(cases)} sizes equal lax's"
+
+
+def _q003_1_w_out() -> Outcome:
+    seed = math.floor((16 + 2 * 0 - (3 - 1)) / 1 + 1)  # its W_out line, W = 16, k = 3
+    ok, agree = _sizes_agree([(16, 3, 1, 0, 1, False), (9, 4, 2, 1, 1, False),
+                              (7, 2, 3, 2, 1, False)])
+    return Outcome(ok and output_size(16, 3) == 14, agree, str(seed), str(output_size(16, 3)))
+
+
+def _q003_1_one_by_one() -> Outcome:
+    ok, agree = _sizes_agree([(w, 1, s, 0, 1, False) for w in (15, 16, 18) for s in (2, 3)])
+    return Outcome(ok and output_size(18, 1, 3) == math.ceil(18 / 3), agree,
+                   str(math.floor(18 / 3 + 1)), str(output_size(18, 1, 3)))
+
+
+def _q002_7() -> Outcome:
+    ok, agree = _sizes_agree([(125, 5, 5, 0, 1, True), (125, 5, 1, 0, 1, True)])
+    return Outcome(ok and output_size(125, 5, 5) == 25, agree + "; with s = 1 it is "
+                   f"{output_size(125, 5, 1)}", "floor((125 - 5) / 1) + 1 = 25",
+                   f"{output_size(125, 5, 1)} (s = 1), {output_size(125, 5, 5)} (s = 5)")
+
+
+def _q004_9() -> Outcome:
+    ks = [c.k for c in solve(205, 66, k_max=205, s_max=3) if c.s == 3 and c.p == 0]
+    ok, agree = _sizes_agree([(205, k, 3, 0, 1, False) for k in ks])
+    counts = (conv_params(10, 10, 96), conv_multiplications(66, 10, 10, 96))
+    return Outcome(ok and 10 in ks and counts == (96096, 418176000),
+                   f"{agree}; K = 10: {counts[0]} params, {counts[1]} multiplications",
+                   "K = 10", "K in " + ", ".join(map(str, ks)))
+
+
+def _q004_10() -> Outcome:
+    import itertools
+
+    worst = 0
+    for ks in itertools.product((1, 2, 3, 5), repeat=3):
+        for ss in itertools.product((1, 2, 3), repeat=3):
+            rf = ks[0]
+            for n in range(1, 3):  # the seed's recursion RF_n = RF_{n-1} + (k_n - 1) prod s
+                rf += (ks[n] - 1) * math.prod(ss[:n])
+            worst = max(worst, abs(receptive_field(list(ks), list(ss)) - rf))
+    return Outcome(worst == 0, f"closed form = recursion on {4 ** 3 * 3 ** 3} 3-layer stacks")
+
+
+def _q000_3() -> Outcome:
+    rows = summarize((128, 128, 3), [Conv(64, 8, 2, 4), Pool(2, 2), Conv(128, 4, 2, 2)])
+    shape = rows[-1]["out_shape"]
+    return Outcome(shape == (17, 17, 128), f"shapes {[r['out_shape'] for r in rows]}",
+                   "17 x 17 x 128", " x ".join(map(str, shape)))
+
+
+CLAIMS = [
+    Claim("000", "Q3", "128x128x3 -> conv 64 8x8/2 p4 -> pool 2 -> conv 128 4x4/2 p2 gives "
+          "17x17x128", "conv_arith.summarize; sizes as lax computes them", _q000_3),
+    Claim("002", "Q7.1", "non-overlapping 5x5 pooling of 125 gives 25 (stride 5; the seed "
+          "divides by stride 1, which gives 121)", "output_size vs lax reduce_window", _q002_7),
+    Claim("003", "Q1", "W_out = floor((W + 2P - d(k-1) - 1) / s) + 1 (the seed's W_out line "
+          "drops the - 1)", "output_size vs lax conv shapes", _q003_1_w_out),
+    Claim("003", "Q1", "a 1x1 kernel, p = 0 gives ceil(W / s) (the seed's floor(W/s + 1) is off "
+          "by one when s divides W)", "output_size vs lax, W in 15, 16, 18, s in 2, 3",
+          _q003_1_one_by_one),
+    Claim("004", "Q9", "205 -> 66 at stride 3, p = 0 admits K = 8, 9, 10 (the seed finds only "
+          "10); 96,096 params and 418,176,000 multiplications for K = 10",
+          "conv_arith.solve, checked against lax's shape rule", _q004_9),
+    Claim("004", "Q10", "RF_n = k_1 + sum_{i>=2} (k_i - 1) prod_{j<i} s_j equals the recursion",
+          "receptive_field vs RF_n = RF_{n-1} + (k_n - 1) prod s, all small stacks", _q004_10),
+]

@@ -1,0 +1,343 @@
+"""Mode collapse, measured: GANs on the 2-D ring of Gaussians, every loss variant over many seeds.
+
+    python -m experiments.gan [--variants minimax nonsaturating wgan-gp] [--seeds 8] [--steps N]
+
+The data are 8 Gaussians (std sigma) evenly spaced on a circle (Metz et al. 2017). For each loss
+variant (``jaxnets.models.gan``: the minimax game, the non-saturating generator loss, WGAN-GP)
+all seeds train side by side in one vmapped, jitted computation (chunks of ``--chunk`` steps, a
+progress bar between them). Then 10,000 samples of each generator are scored: a mode is covered
+when at least 1% of the samples lie within 3 sigma of it; "high quality" is the share of samples
+within 3 sigma of some mode. A member whose losses or params stop being finite is frozen and
+reported (diverged at step s).
+
+With ``--images`` (default), an MLP GAN also trains on digits (scikit-learn's 8x8, any machine)
+or MNIST (``--dataset mnist --data-dir DIR``) and writes a grid of its samples.
+
+Writes runs/gan-<date>-<time>/: config.json, metrics.jsonl (a row per variant and seed),
+results.json, ring.png (samples over the true density, a row per variant), losses.png and,
+with --images, samples.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+from pathlib import Path
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from experiments import common
+from jaxnets import data, runs
+from jaxnets.models import gan
+
+VariantName = Literal["minimax", "nonsaturating", "wgan-gp"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """GANs on the ring of Gaussians (every loss variant x seeds), and an MLP GAN on images."""
+
+    variants: tuple[VariantName, ...] = ("minimax", "nonsaturating", "wgan-gp")
+    """Loss variants to train (jaxnets.models.gan.VARIANTS)."""
+    seeds: int = 8
+    """Seeds per variant (0 .. N-1: initial weights, noise and data), run in one vmapped call."""
+    steps: int = 10_000
+    """Generator steps per run."""
+    k: int = 1
+    """Discriminator steps per generator step for minimax and nonsaturating."""
+    k_wgan: int = 5
+    """Critic steps per generator step for wgan-gp."""
+    penalty: float = 0.1
+    """WGAN-GP gradient-penalty weight lambda (>= 0)."""
+    learning_rate: float = 1e-3
+    """Initial Adam step size of both players (b1 0.5, b2 0.9)."""
+    lr_decay: float = 0.01
+    """Final learning rate / initial: a cosine decay over the run (1 keeps it constant)."""
+    batch_size: int = 256
+    """Real and fake samples per step."""
+    latent: int = 2
+    """Latent dimension d_z (z ~ N(0, I))."""
+    hidden: int = 128
+    """Width of the two hidden layers of G and of D."""
+    modes: int = 8
+    """Gaussians on the ring."""
+    radius: float = 2.0
+    """Radius of the ring."""
+    sigma: float = 0.02
+    """Standard deviation of each Gaussian."""
+    samples: int = 10_000
+    """Generator samples scored per member."""
+    min_share: float = 0.01
+    """Share of the samples within 3 sigma of a mode for it to count as covered."""
+    chunk: int = 500
+    """Steps per jitted chunk (the progress bar advances per chunk); must divide the steps."""
+    images: bool = True
+    """Also train an MLP GAN on images and write samples.png."""
+    dataset: Literal["digits", "mnist"] = "digits"
+    """Images: digits (scikit-learn's 8x8, bundled) or mnist (IDX files in --data-dir)."""
+    data_dir: Path | None = None
+    """Folder with the MNIST IDX .gz files (for --dataset mnist)."""
+    image_steps: int = 5000
+    """Generator steps of the image GAN (non-saturating loss); must be a multiple of --chunk."""
+    image_latent: int = 32
+    """Latent dimension of the image GAN."""
+    image_hidden: int = 256
+    """Width of the two hidden layers of the image GAN's G and D."""
+    image_learning_rate: float = 2e-4
+    """Initial Adam step size of the image GAN (b1 0.5, b2 0.999; decayed as --lr-decay)."""
+    out: Path = Path("runs")
+    """Parent folder of the run folder (gan-<date>-<time>)."""
+    run_dir: Path | None = None
+    """Exact run folder to write instead (created if needed)."""
+
+
+def validate(config: Config) -> None:
+    """Clear errors for bad flags, before anything is compiled."""
+    for name in ("seeds", "steps", "k", "k_wgan", "batch_size", "latent", "hidden", "modes",
+                 "samples", "chunk", "image_steps", "image_latent", "image_hidden"):
+        v = getattr(config, name)
+        if not (isinstance(v, int) and v >= 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+    if not config.variants:
+        raise ValueError("--variants must name at least one of " + ", ".join(gan.VARIANTS))
+    for name in ("steps", "image_steps"):
+        if getattr(config, name) % config.chunk:
+            raise ValueError(f"--chunk {config.chunk} must divide --{name.replace('_', '-')} "
+                             f"{getattr(config, name)}")
+    if not config.penalty >= 0:
+        raise ValueError(f"--penalty (lambda) must be >= 0, got {config.penalty}")
+    for name in ("learning_rate", "image_learning_rate", "radius", "sigma"):
+        if not getattr(config, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
+    if not 0 < config.lr_decay <= 1:
+        raise ValueError(f"--lr-decay must be in (0, 1], got {config.lr_decay}")
+    if not 0 < config.min_share <= 1:
+        raise ValueError(f"--min-share must be in (0, 1], got {config.min_share}")
+
+
+def adam(learning_rate: float, decay: float, updates: int, b2: float
+         ) -> optax.GradientTransformation:
+    """Adam (b1 0.5) with a cosine decay from learning_rate to decay * learning_rate."""
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, updates, alpha=decay), b1=0.5,
+                      b2=b2)
+
+
+def ring_setup(config: Config, variant: str) -> gan.GanSetup:
+    """The static part of a ring run of ``variant``."""
+    k = config.k_wgan if variant == "wgan-gp" else config.k
+    lr, decay = config.learning_rate, config.lr_decay
+    return gan.GanSetup(
+        sample_real=partial(gan.sample_ring, modes=config.modes, radius=config.radius,
+                            sigma=config.sigma),
+        d_z=config.latent, variant=variant, k=k, batch_size=config.batch_size,
+        penalty=config.penalty, d_optimizer=adam(lr, decay, k * config.steps, 0.9),
+        g_optimizer=adam(lr, decay, config.steps, 0.9))
+
+
+def train_seeds(keys, params, data_, setup: gan.GanSetup, steps: int, chunk: int, desc: str,
+                progress: bool = True) -> gan.GanResult:
+    """``gan.train`` for every member (leading axis of keys and params), one vmapped chunk of
+    ``chunk`` steps at a time."""
+    gan.validate(jax.tree.map(lambda a: a[0], params), data_, setup)
+    states = jax.vmap(partial(gan.init_state, setup=setup))(keys, params)
+    run_chunk = jax.jit(jax.vmap(partial(gan.train_chunk, setup=setup, num_steps=chunk),
+                                 in_axes=(0, None)))
+    d_loss, g_loss = [], []
+    for _ in tqdm(range(steps // chunk), desc=desc, unit="chunk", delay=3, disable=not progress):
+        states, (d, g) = run_chunk(states, data_)
+        d_loss.append(np.asarray(d))
+        g_loss.append(np.asarray(g))
+    return gan.GanResult(states.params, np.concatenate(d_loss, 1), np.concatenate(g_loss, 1),
+                         np.asarray(states.diverged_at))
+
+
+def score(config: Config, params, d_z: int) -> tuple[np.ndarray, gan.Coverage]:
+    """Samples [M, n, 2] of every member (the same z for all) and their coverage."""
+    z = jax.random.normal(jax.random.key(10_000), (config.samples, d_z))
+    xs = jax.vmap(lambda p: gan.generator(p["G"], z))(params)
+    centers = gan.ring_centers(config.modes, config.radius)
+    cov = jax.vmap(lambda x: gan.coverage(x, centers, config.sigma, config.min_share))(xs)
+    return np.asarray(xs), jax.tree.map(np.asarray, cov)
+
+
+def summarize(cov: gan.Coverage, diverged_at: np.ndarray, modes: int) -> dict:
+    """Per variant: modes covered (mean, min, max, seeds with all), high-quality share, diverged."""
+    m, hq = cov.modes_covered, cov.high_quality
+    return {"modes_mean": float(np.mean(m)), "modes_min": int(np.min(m)),
+            "modes_max": int(np.max(m)), "all_modes": int(np.sum(m == modes)),
+            "all_modes_and_hq80": int(np.sum((m == modes) & (hq >= 0.8))),
+            "hq_mean": float(np.mean(hq)), "hq_min": float(np.min(hq)),
+            "hq_max": float(np.max(hq)), "seeds": len(m),
+            "diverged": [int(s) for s in diverged_at], "modes_covered": m.tolist(),
+            "high_quality": hq.tolist()}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ring(config: Config, samples: dict[str, np.ndarray], summary: dict, path: Path,
+              columns: int = 4) -> Path:
+    """A row per variant: the first ``columns`` seeds' samples over the true density."""
+    plt = _pyplot()
+    cols = min(columns, config.seeds)
+    lim = config.radius + 0.8
+    g = np.linspace(-lim, lim, 300)
+    density = np.asarray(gan.ring_density(jnp.stack(np.meshgrid(g, g), -1), modes=config.modes,
+                                          radius=config.radius, sigma=config.sigma))
+    fig, axes = plt.subplots(len(samples), cols, figsize=(2.6 * cols, 2.6 * len(samples)),
+                             squeeze=False)
+    for row, (variant, xs) in zip(axes, samples.items(), strict=True):
+        s = summary[variant]
+        for j, ax in enumerate(row):
+            ax.imshow(np.log1p(density), extent=(-lim, lim, -lim, lim), origin="lower",
+                      cmap="Greys")
+            ax.scatter(xs[j, :2000, 0], xs[j, :2000, 1], s=1, color="C3", alpha=0.4)
+            ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
+            ax.set_title(f"seed {j}: {s['modes_covered'][j]}/{config.modes} modes, "
+                         f"hq {s['high_quality'][j]:.0%}", fontsize=8)
+        row[0].set_ylabel(variant)
+    fig.suptitle(f"ring of {config.modes} Gaussians (sigma {config.sigma}): 2,000 generator "
+                 f"samples after {config.steps} steps")
+    try:
+        return runs.save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_losses(losses: dict[str, gan.GanResult], path: Path) -> Path:
+    """L_D and L_G against steps, median over seeds, per variant."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3.2), squeeze=False)
+    for ax, (variant, r) in zip(axes[0], losses.items(), strict=True):
+        for name, v in (("L_D", r.d_loss), ("L_G", r.g_loss)):
+            ax.plot(np.nanmedian(v, axis=0), label=name, lw=0.8)
+        ax.set(title=variant, xlabel="step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("losses, median over seeds")
+    try:
+        return runs.save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def sample_rows(key, n: int, x):
+    """n rows of x drawn uniformly with replacement."""
+    return x[jax.random.randint(key, (n,), 0, x.shape[0])]
+
+
+def train_images(config: Config, run_dir: Path, progress: bool = True) -> dict:
+    """The MLP GAN on images (non-saturating loss, pixels scaled to [-1, 1], G's output tanh);
+    writes samples.png. (With a sigmoid output on [0, 1] pixels, D won at once on MNIST and G
+    collapsed to one blot.)"""
+    split = data.load_flat(config.dataset, config.data_dir)
+    x = 2 * jnp.asarray(split.x_train) - 1  # pixels in [-1, 1], G's tanh range
+    side = int(round(np.sqrt(x.shape[1])))
+    opt = adam(config.image_learning_rate, config.lr_decay, config.image_steps, 0.999)
+    setup = gan.GanSetup(sample_real=sample_rows, d_z=config.image_latent,
+                         batch_size=config.batch_size, out="tanh", d_optimizer=opt,
+                         g_optimizer=opt)
+    keys = jax.random.key(0)[None]
+    params = jax.vmap(lambda k: gan.init(k, config.image_latent, x.shape[1],
+                                         g_hidden=(config.image_hidden,) * 2,
+                                         d_hidden=(config.image_hidden,) * 2))(keys)
+    r = train_seeds(keys, params, x, setup, config.image_steps, config.chunk,
+                    f"gan {config.dataset}", progress)
+    G = jax.tree.map(lambda a: a[0], r.params["G"])
+    fakes = np.asarray(gan.generator(G, jax.random.normal(jax.random.key(1),
+                                                          (64, config.image_latent)),
+                                     out="tanh")).reshape(64, side, side)
+    to_unit = lambda a: (np.asarray(a).reshape(64, side, side) + 1) / 2  # noqa: E731
+    plot_images(to_unit(fakes), to_unit(x[:64]), run_dir / "samples.png",
+                f"MLP GAN on {config.dataset} after {config.image_steps} steps")
+    return {"dataset": config.dataset, "steps": config.image_steps,
+            "diverged_at": int(r.diverged_at[0]), "final_d_loss": float(r.d_loss[0, -1]),
+            "final_g_loss": float(r.g_loss[0, -1])}
+
+
+def plot_images(fakes: np.ndarray, reals: np.ndarray, path: Path, title: str) -> Path:
+    """8x8 grids of generated and real images side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
+    for ax, imgs, name in ((axes[0], fakes, "generated"), (axes[1], reals, "real")):
+        framed = np.pad(imgs, ((0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+        s = framed.shape[1]  # each image with a 1-pixel frame, drawn grey
+        grid = framed.reshape(8, 8, s, s).transpose(0, 2, 1, 3).reshape(8 * s, 8 * s)
+        cmap = plt.get_cmap("gray_r").with_extremes(bad="0.75")
+        ax.imshow(grid, cmap=cmap, vmin=0, vmax=1)
+        ax.set(title=name, xticks=[], yticks=[])
+    fig.suptitle(title)
+    try:
+        return runs.save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def run(config: Config, progress: bool = True) -> dict:
+    """Train every variant over the seeds, score, plot, write the run folder."""
+    validate(config)
+    run_dir = config.run_dir or runs.new_run_dir(config.out, "gan")
+    runs.write_json(run_dir / "config.json", config)
+    keys = jax.vmap(jax.random.key)(jnp.arange(config.seeds))
+    params = jax.vmap(lambda k: gan.init(k, config.latent, 2, g_hidden=(config.hidden,) * 2,
+                                         d_hidden=(config.hidden,) * 2))(keys)
+    summary, samples, losses, rows = {}, {}, {}, []
+    for variant in config.variants:
+        r = train_seeds(keys, params, None, ring_setup(config, variant), config.steps,
+                        config.chunk, f"gan {variant}", progress)
+        samples[variant], cov = score(config, r.params, config.latent)
+        summary[variant] = summarize(cov, r.diverged_at, config.modes)
+        losses[variant] = r
+        rows += [{"variant": variant, "seed": j, "modes_covered": int(cov.modes_covered[j]),
+                  "high_quality": float(cov.high_quality[j]),
+                  "diverged_at": int(r.diverged_at[j]),
+                  "final_d_loss": float(r.d_loss[j, -1]), "final_g_loss": float(r.g_loss[j, -1])}
+                 for j in range(config.seeds)]
+    runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+    plot_ring(config, samples, summary, run_dir / "ring.png")
+    plot_losses(losses, run_dir / "losses.png")
+    results = {"run_dir": str(run_dir), "modes": config.modes, "variants": summary}
+    if config.images:
+        results["images"] = train_images(config, run_dir, progress)
+    runs.write_json(run_dir / "results.json", results)
+    return results | {"samples": samples}
+
+
+def table(results: dict) -> str:
+    """Per variant: modes covered (mean, min-max), seeds with all modes, high-quality share."""
+    M = results["modes"]
+    lines = [f"{'variant':14s} {'modes mean':>10s} {'min-max':>8s} {f'all {M}':>6s} "
+             f"{'all + hq>=80%':>13s} {'hq mean':>8s} {'hq min-max':>12s} diverged"]
+    for variant, s in results["variants"].items():
+        div = [f"seed {j} at step {t}" for j, t in enumerate(s["diverged"]) if t >= 0]
+        lines.append(
+            f"{variant:14s} {s['modes_mean']:10.2f} {s['modes_min']:>4d}-{s['modes_max']:<3d} "
+            f"{s['all_modes']:>3d}/{s['seeds']:<2d} {s['all_modes_and_hq80']:>10d}/"
+            f"{s['seeds']:<2d} {s['hq_mean']:8.1%} {s['hq_min']:5.1%}-{s['hq_max']:<6.1%} "
+            f"{', '.join(div) or 'none'}")
+    if "images" in results:
+        im = results["images"]
+        lines.append(f"images ({im['dataset']}, {im['steps']} steps): final L_D "
+                     f"{im['final_d_loss']:.3f}, L_G {im['final_g_loss']:.3f}"
+                     + (f", diverged at step {im['diverged_at']}" if im["diverged_at"] >= 0
+                        else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    common.cli(Config, run, table, argv)
+
+
+if __name__ == "__main__":
+    main()
