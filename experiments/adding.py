@@ -9,7 +9,8 @@ Data is generated (``jaxnets.data.adding_problem``): a fixed training set and a 
 from different seeds. Predicting the mean gives test MSE 1/6 ~ 0.167; "solved" is test MSE below
 --solved-mse (0.01). The run folder holds config.json, metrics.jsonl (one row per member and
 evaluation), curves.png (test MSE against steps at each cell's best learning rate, every seed;
-final test MSE against the learning rate) and results.json (the table below).
+final test MSE against the learning rate), results.json (the table below) and checkpoints/<cell>
+(``--resume RUN_DIR`` continues an interrupted run; see experiments/common.py).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ BASELINE_MSE = 1 / 6  # Var(U1 + U2) for independent U[0, 1]: what predicting th
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(common.RunFlags):
     """LSTM vs tanh RNN on the adding problem, a learning-rate grid x seeds per cell."""
 
     T: int = 100
@@ -62,10 +63,6 @@ class Config:
     """Initial bias of the LSTM's forget gate."""
     solved_mse: float = 0.01
     """Test MSE below which a run counts as solved."""
-    out: Path = Path("runs")
-    """Parent folder of the run folder (adding-<date>-<time>)."""
-    run_dir: Path | None = None
-    """Exact run folder to write instead (created if needed)."""
 
 
 def learning_rates(config: Config) -> np.ndarray:
@@ -165,8 +162,7 @@ def run(config: Config, progress: bool = True) -> dict:
     x_test, y_test = data.adding_problem(config.n_test, config.T, seed=1)
     train_data = (jnp.asarray(x), jnp.asarray(y))
     eval_data = {"test": (jnp.asarray(x_test), jnp.asarray(y_test))}
-    run_dir = config.run_dir or runs.new_run_dir(config.out, "adding")
-    runs.write_json(run_dir / "config.json", config)
+    run_dir = common.run_folder(config, "adding")
 
     lr_grid, seed_grid = np.meshgrid(lrs, np.arange(config.seeds), indexing="ij")  # [n_lr, n_s]
     keys = jax.vmap(jax.random.key)(jnp.asarray(seed_grid.reshape(-1)))
@@ -180,7 +176,8 @@ def run(config: Config, progress: bool = True) -> dict:
                                  loss=rnn.loss, evaluate=rnn.metrics, optimizer=optim.get("adam"),
                                  steps=config.steps, batch_size=config.batch_size,
                                  eval_every=config.eval_every, desc=f"adding {cell}",
-                                 progress=progress)
+                                 progress=progress, checkpoints={"config": config,
+                                                                 "run_dir": run_dir, "part": cell})
         mse = m.eval_metrics["test/loss"].reshape(*lr_grid.shape, -1)  # [n_lr, n_seed, n_eval]
         diverged = (m.diverged_at >= 0).reshape(lr_grid.shape)
         per_cell[cell] = summarize(lrs, step, mse, diverged, config.solved_mse) | {

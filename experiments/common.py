@@ -1,30 +1,69 @@
-"""What the classifier experiments share: the training flags, a chunked training loop with a
-progress bar, the run folder and the curves plot.
+"""What the experiments share: run-folder and checkpoint flags, resuming (``parse``,
+``run_folder``), the classifiers' training flags and chunked training loop, the curves plot and
+the command-line entry points.
 
-A run folder holds config.json, metrics.jsonl (one row per evaluation), curves.png,
-params.msgpack and results.json. The same seed gives bit-identical metrics.
+A classifier's run folder holds config.json, metrics.jsonl (one row per evaluation), curves.png,
+params.msgpack, results.json and checkpoints/. The same seed gives bit-identical metrics.
+
+Checkpoints: every training loop runs in jitted chunks (``jaxnets.checkpoint.run_chunks``) and
+saves its state (params, optimizer state, PRNG keys, step; the data order is a function of the
+key and the step) with the metrics so far into <run folder>/checkpoints[/<part>] after every
+``--checkpoint-every`` chunks. ``--resume RUN_DIR`` continues a run from its newest checkpoints:
+the flags come from RUN_DIR/config.json, a flag given now must agree with it (else the run is
+refused with the differing fields listed), and the results are bit-identical to an
+uninterrupted run. A new run never reuses a folder that holds checkpoints.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
 import sys
+import types
+import typing
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tyro
-from tqdm.auto import tqdm
 
-from jaxnets import augment, data, optim, runs, train
+from jaxnets import augment, checkpoint, data, optim, runs, train
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainFlags:
+class RunFlags:
+    """Flags of every training experiment: where the run folder goes, checkpoints, resuming."""
+
+    out: Path = Path("runs")
+    """Parent folder of the run folder (<experiment>-<date>-<time>)."""
+    run_dir: Path | None = None
+    """Exact run folder to write instead (created if needed; refused if it holds checkpoints)."""
+    resume: Path | None = None
+    """Continue the run in this folder from its newest checkpoint. Its config.json supplies
+    every flag not given now; a flag given now that differs from it is refused. The results are
+    bit-identical to an uninterrupted run."""
+    checkpoint_every: int = 1
+    """Save a checkpoint (params, optimizer state, keys, step, metrics so far) to
+    <run folder>/checkpoints after every this many chunks, and after the last; 0 saves none."""
+    keep: int = 3
+    """Checkpoints kept per training loop (the newest)."""
+
+
+# Flags that may differ between a run and its resumption: they do not change any result.
+RUN_FIELDS = tuple(f.name for f in dataclasses.fields(RunFlags))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFlags(RunFlags):
     """Flags every classifier experiment has."""
 
     learning_rate: float = 1e-3
@@ -43,11 +82,94 @@ class TrainFlags:
     data_dir: Path | None = None
     """Folder with the MNIST IDX .gz files (required for --dataset mnist)."""
     eval_every: int = 100
-    """Steps between evaluations on the full train and test sets; must divide --steps."""
-    out: Path = Path("runs")
-    """Parent folder of the run folder (<experiment>-<date>-<time>)."""
-    run_dir: Path | None = None
-    """Exact run folder to write instead (created if needed)."""
+    """Steps between evaluations on the full train and test sets; must divide --steps. A chunk
+    (one jitted call, one tick of the progress bar) is this many steps."""
+
+
+def settings(config: RunFlags) -> dict[str, Any]:
+    """The config as JSON values, without the fields a resumed run may change."""
+    return {k: v for k, v in json.loads(runs.to_json(config)).items() if k not in RUN_FIELDS}
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    """A JSON value as the dataclass field typed ``hint`` holds it (Path, tuple)."""
+    if value is None:
+        return None
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next((a for a in args if a is not type(None)), hint)
+        args = typing.get_args(hint)
+    if hint is Path:
+        return Path(value)
+    if typing.get_origin(hint) is tuple and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def load_config(config_cls: type, run_dir: Path) -> Any:
+    """The config of the run in ``run_dir`` (its config.json, JSON only), with clear errors
+    for a missing folder or file, bad JSON, or a config of another experiment."""
+    path = Path(run_dir) / "config.json"
+    if not Path(run_dir).is_dir():
+        raise checkpoint.CheckpointError(f"--resume {run_dir}: no such run folder")
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise checkpoint.CheckpointError(f"{path}: missing; {run_dir} is not a run folder of "
+                                         "this experiment") from None
+    except (OSError, ValueError) as e:
+        raise checkpoint.CheckpointError(f"{path}: not a readable JSON config ({e})") from None
+    hints = typing.get_type_hints(config_cls)
+    unknown = sorted(set(raw) - set(hints)) if isinstance(raw, dict) else None
+    if unknown is None or unknown:
+        raise checkpoint.CheckpointError(
+            f"{path}: not a config of this experiment ({config_cls.__module__}); unknown "
+            f"fields: {unknown if unknown else type(raw).__name__}")
+    return config_cls(**{k: _coerce(hints[k], v) for k, v in raw.items()})
+
+
+def parse(config_cls: type, argv: list[str] | None) -> Any:
+    """Flags into ``config_cls``; with ``--resume RUN_DIR`` the run's saved config supplies the
+    defaults (``run_folder`` then refuses a flag that disagrees with it)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--resume", type=Path)
+    known, _ = pre.parse_known_args(argv)
+    if known.resume is None or "-h" in (argv or sys.argv) or "--help" in (argv or sys.argv):
+        return tyro.cli(config_cls, args=argv)
+    return tyro.cli(config_cls, args=argv, default=load_config(config_cls, known.resume))
+
+
+def run_folder(config: RunFlags, name: str) -> Path:
+    """The run folder: ``--resume``'s (after checking that the config agrees with the saved
+    one), else a new one with config.json written. A new run refuses a folder that holds
+    checkpoints, so no run's work is overwritten."""
+    if config.resume is not None:
+        saved = load_config(type(config), config.resume)
+        diff = checkpoint.differences(settings(saved), settings(config))
+        if diff:
+            raise checkpoint.CheckpointError(
+                f"--resume {config.resume}: the flags differ from the run's config.json; "
+                "refusing to continue it with other settings: " + "; ".join(diff))
+        return Path(config.resume)
+    run_dir = config.run_dir or runs.new_run_dir(config.out, name)
+    if (run_dir / "checkpoints").exists():
+        raise checkpoint.CheckpointError(
+            f"{run_dir} already holds checkpoints of a run; continue it with --resume "
+            f"{run_dir}, or choose another --run-dir")
+    runs.write_json(run_dir / "config.json", config)
+    return run_dir
+
+
+def chunked(config: RunFlags, run_dir: Path, part: str, state, chunk: Callable, num_chunks: int,
+            *, steps_per_chunk: int, desc: str, progress: bool, stop: Callable | None = None
+            ) -> checkpoint.Chunked:
+    """``checkpoint.run_chunks`` into <run_dir>/checkpoints/<part> with the config's checkpoint
+    flags; the checkpoints' meta is the config's settings and ``part``."""
+    return checkpoint.run_chunks(
+        state, chunk, num_chunks, directory=run_dir / "checkpoints" / part,
+        meta={"config": settings(config), "part": part}, every=config.checkpoint_every,
+        keep=config.keep, steps_per_chunk=steps_per_chunk, desc=desc, progress=progress,
+        stop=stop)
 
 
 def augmentation(shift: int) -> train.AugmentFn | None:
@@ -89,8 +211,9 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
     """Train, evaluate every ``eval_every`` steps, write the run folder; return the results.
 
     Training runs as ``steps / eval_every`` jitted chunks of ``train.train_chunk`` (the same
-    function ``train.fit`` scans), so a progress bar can advance between chunks. ``augment``
-    transforms every training minibatch (``train.fit``'s argument).
+    function ``train.fit`` scans), a progress bar advancing between chunks and checkpoints in
+    <run folder>/checkpoints/<name> (see the module docstring). ``augment`` transforms every
+    training minibatch (``train.fit``'s argument).
     Raises ValueError for bad arguments and train.DivergenceError on NaN/inf.
     """
     train_data = (jnp.asarray(split.x_train), jnp.asarray(split.y_train))
@@ -102,32 +225,26 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
                        steps=config.steps, batch_size=config.batch_size,
                        eval_every=config.eval_every, augment=augment)
 
-    run_dir = config.run_dir or runs.new_run_dir(config.out, name)
-    runs.write_json(run_dir / "config.json", config)
-    state = train.init_state(key, init=init, optimizer=factory)
+    run_dir = run_folder(config, name)
     hparams = {"learning_rate": jnp.asarray(config.learning_rate, jnp.float32)}
-    rows, losses = [], []
-    chunks = range(config.steps // config.eval_every)
-    for _ in tqdm(chunks, desc=name, unit="chunk", delay=3, disable=not progress):
-        state, (chunk_loss, metrics) = train.train_chunk_jit(
-            state, hparams, train_data, eval_data, evaluate=evaluate,
-            num_steps=config.eval_every, loss=loss, optimizer=factory,
-            batch_size=config.batch_size, augment=augment)
-        losses.append(np.asarray(chunk_loss))
-        rows.append({"step": int(state.step), "minibatch/loss": float(np.mean(chunk_loss)),
-                     **{k: float(v) for k, v in metrics.items()}})
-        if int(state.diverged_at) >= 0:
-            break
+    chunk = partial(train.train_chunk_jit, hparams=hparams, data=train_data, eval_data=eval_data,
+                    evaluate=evaluate, num_steps=config.eval_every, loss=loss, optimizer=factory,
+                    batch_size=config.batch_size, augment=augment)
+    c = chunked(config, run_dir, name, train.init_state(key, init=init, optimizer=factory), chunk,
+                config.steps // config.eval_every, steps_per_chunk=config.eval_every, desc=name,
+                progress=progress, stop=lambda s: int(s.diverged_at) >= 0)
+    state, (losses, metrics) = c.state, c.outputs  # [chunks, eval_every], {k: [chunks]}
+    rows = [{"step": (i + 1) * config.eval_every, "minibatch/loss": float(np.mean(losses[i])),
+             **{k: float(v[i]) for k, v in metrics.items()}} for i in range(len(losses))]
     runs.write_jsonl(run_dir / "metrics.jsonl", rows)
     train.raise_if_diverged(state.diverged_at, config.learning_rate)
 
     runs.save_params(run_dir / "params.msgpack", state.params)
     plot_curves(rows, run_dir / "curves.png", title)
     results = {"run_dir": str(run_dir), "final": rows[-1], "n_train": len(split.y_train),
-               "n_test": len(split.y_test), "train_loss": np.concatenate(losses)}
-    runs.write_json(run_dir / "results.json", {k: v for k, v in results.items()
-                                               if k != "train_loss"})
-    return results
+               "n_test": len(split.y_test)}
+    runs.write_json(run_dir / "results.json", results)
+    return results | {"train_loss": losses.reshape(-1), "checkpoint": c}
 
 
 class Members(NamedTuple):
@@ -142,12 +259,13 @@ class Members(NamedTuple):
 def train_members(keys, learning_rates, train_data, eval_data: dict, *, init: Callable,
                   loss: Callable, evaluate: Callable, optimizer: Callable, steps: int,
                   batch_size: int, eval_every: int, desc: str = "train",
-                  progress: bool = True) -> Members:
+                  progress: bool = True, checkpoints: dict | None = None) -> Members:
     """M runs side by side: ``jax.vmap`` of ``train.train_chunk`` over (key, learning rate).
 
     The same computation as ``train.sweep`` (member m equals ``train.fit(keys[m],
     learning_rates[m], ...)``) cut into ``steps / eval_every`` jitted chunks so a progress bar
-    advances between them; one compile for all chunks.
+    advances between them; one compile for all chunks. ``checkpoints``: keyword arguments of
+    ``chunked`` (config, run_dir, part) to save and resume the run.
     Args: keys [M] PRNG keys, learning_rates [M]; the rest as in ``train.fit``.
     """
     lrs = jnp.asarray(learning_rates, jnp.float32)
@@ -155,27 +273,42 @@ def train_members(keys, learning_rates, train_data, eval_data: dict, *, init: Ca
                        steps=steps, batch_size=batch_size, eval_every=eval_every,
                        optimizer=optimizer, where=desc)
     states = jax.vmap(partial(train.init_state, init=init, optimizer=optimizer))(keys)
-    chunk = jax.jit(jax.vmap(
-        partial(train.train_chunk, evaluate=evaluate, num_steps=eval_every, loss=loss,
-                optimizer=optimizer, batch_size=batch_size),
-        in_axes=(0, 0, None, None)))
-    losses, metrics = [], []
-    for _ in tqdm(range(steps // eval_every), desc=desc, unit="chunk", delay=3,
-                  disable=not progress):
-        states, (chunk_loss, chunk_metrics) = chunk(states, {"learning_rate": lrs}, train_data,
-                                                    eval_data)
-        losses.append(np.asarray(chunk_loss))
-        metrics.append({k: np.asarray(v) for k, v in chunk_metrics.items()})
-    return Members(states.params, np.concatenate(losses, axis=1),
-                   {k: np.stack([m[k] for m in metrics], axis=1) for k in metrics[0]},
-                   np.asarray(states.diverged_at))
+    static = dict(evaluate=evaluate, num_steps=eval_every, loss=loss, optimizer=optimizer,
+                  batch_size=batch_size)
+
+    def chunk(s):
+        return _members_chunk(s, {"learning_rate": lrs}, train_data, eval_data, **static)
+
+    c = run_loop(states, chunk, steps // eval_every, eval_every, desc, progress, checkpoints)
+    losses, metrics = c.outputs  # [chunks, M, eval_every], {k: [chunks, M]}
+    return Members(c.state.params, np.moveaxis(losses, 0, 1).reshape(len(lrs), -1),
+                   {k: np.moveaxis(v, 0, 1) for k, v in metrics.items()},
+                   np.asarray(c.state.diverged_at))
+
+
+@partial(jax.jit, static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size"))
+def _members_chunk(states, hparams, train_data, eval_data, **static):
+    """``train.train_chunk`` vmapped over members (states and hparams with a leading axis)."""
+    return jax.vmap(partial(train.train_chunk, **static), in_axes=(0, 0, None, None))(
+        states, hparams, train_data, eval_data)
+
+
+def run_loop(state, chunk: Callable, num_chunks: int, steps_per_chunk: int, desc: str,
+          progress: bool, checkpoints: dict | None) -> checkpoint.Chunked:
+    """``chunked`` with ``checkpoints`` (config, run_dir, part), or a loop without saves."""
+    if checkpoints is None:
+        return checkpoint.run_chunks(state, chunk, num_chunks, every=0, desc=desc,
+                                     progress=progress)
+    return chunked(checkpoints["config"], checkpoints["run_dir"], checkpoints["part"], state,
+                   chunk, num_chunks, steps_per_chunk=steps_per_chunk, desc=desc,
+                   progress=progress)
 
 
 def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | None) -> None:
-    """Parse flags into ``config_cls``, run, print the final metrics; errors exit with code 1."""
-    config = tyro.cli(config_cls, args=argv)
+    """Parse flags into ``config_cls`` (``parse``), run, print the final metrics; errors exit
+    with code 1."""
     try:
-        results = run(config)
+        results = run(parse(config_cls, argv))
     except (data.DataError, train.DivergenceError, ValueError) as e:
         sys.exit(f"error: {e}")
     f = results["final"]
@@ -186,10 +319,11 @@ def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | 
 
 def cli(config_cls: type, run: Callable, table: Callable[[dict], str], argv: list[str] | None,
         errors: tuple[type[Exception], ...] = (data.DataError, ValueError, MemoryError)) -> None:
-    """Parse flags into ``config_cls``, run, print ``table(results)`` and the run folder; write
-    the results to ``--json PATH`` where the config has that flag. ``errors`` exit with code 1."""
-    config = tyro.cli(config_cls, args=argv)
+    """Parse flags into ``config_cls`` (``parse``), run, print ``table(results)`` and the run
+    folder; write the results to ``--json PATH`` where the config has that flag. ``errors``
+    exit with code 1."""
     try:
+        config = parse(config_cls, argv)
         results = run(config)
     except errors as e:
         sys.exit(f"error: {e}")
@@ -199,3 +333,14 @@ def cli(config_cls: type, run: Callable, table: Callable[[dict], str], argv: lis
     if getattr(config, "json", None):
         runs.write_json(config.json, results)
         print(f"wrote {config.json}")
+
+
+def environment() -> dict[str, str]:
+    """Date (UTC), machine, device and versions, for benchmark reports."""
+    kind, backend = jax.devices()[0].device_kind, jax.default_backend()
+    device = backend if kind == backend else f"{backend} {kind}"
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": " ".join(filter(None, (platform.node(), platform.machine(),
+                                              platform.processor(), f"{os.cpu_count()} CPUs"))),
+            "device": f"{device} ({len(jax.devices())} device(s))", "jax": jax.__version__,
+            "jaxlib": importlib.metadata.version("jaxlib")}

@@ -14,8 +14,9 @@ With ``--images`` (default), an MLP GAN also trains on digits (scikit-learn's 8x
 or MNIST (``--dataset mnist --data-dir DIR``) and writes a grid of its samples.
 
 Writes runs/gan-<date>-<time>/: config.json, metrics.jsonl (a row per variant and seed),
-results.json, ring.png (samples over the true density, a row per variant), losses.png and,
-with --images, samples.png.
+results.json, ring.png (samples over the true density, a row per variant), losses.png,
+checkpoints/ring-<variant> and checkpoints/images (``--resume RUN_DIR`` continues an
+interrupted run; see experiments/common.py) and, with --images, samples.png.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from experiments import common
 from jaxnets import data, runs
@@ -39,7 +39,7 @@ VariantName = Literal["minimax", "nonsaturating", "wgan-gp"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(common.RunFlags):
     """GANs on the ring of Gaussians (every loss variant x seeds), and an MLP GAN on images."""
 
     variants: tuple[VariantName, ...] = ("minimax", "nonsaturating", "wgan-gp")
@@ -90,10 +90,6 @@ class Config:
     """Width of the two hidden layers of the image GAN's G and D."""
     image_learning_rate: float = 2e-4
     """Initial Adam step size of the image GAN (b1 0.5, b2 0.999; decayed as --lr-decay)."""
-    out: Path = Path("runs")
-    """Parent folder of the run folder (gan-<date>-<time>)."""
-    run_dir: Path | None = None
-    """Exact run folder to write instead (created if needed)."""
 
 
 def validate(config: Config) -> None:
@@ -140,20 +136,17 @@ def ring_setup(config: Config, variant: str) -> gan.GanSetup:
 
 
 def train_seeds(keys, params, data_, setup: gan.GanSetup, steps: int, chunk: int, desc: str,
-                progress: bool = True) -> gan.GanResult:
+                progress: bool = True, checkpoints: dict | None = None) -> gan.GanResult:
     """``gan.train`` for every member (leading axis of keys and params), one vmapped chunk of
-    ``chunk`` steps at a time."""
+    ``chunk`` steps at a time; ``checkpoints``: as in ``common.train_members``."""
     gan.validate(jax.tree.map(lambda a: a[0], params), data_, setup)
     states = jax.vmap(partial(gan.init_state, setup=setup))(keys, params)
     run_chunk = jax.jit(jax.vmap(partial(gan.train_chunk, setup=setup, num_steps=chunk),
                                  in_axes=(0, None)))
-    d_loss, g_loss = [], []
-    for _ in tqdm(range(steps // chunk), desc=desc, unit="chunk", delay=3, disable=not progress):
-        states, (d, g) = run_chunk(states, data_)
-        d_loss.append(np.asarray(d))
-        g_loss.append(np.asarray(g))
-    return gan.GanResult(states.params, np.concatenate(d_loss, 1), np.concatenate(g_loss, 1),
-                         np.asarray(states.diverged_at))
+    c = common.run_loop(states, lambda s: run_chunk(s, data_), steps // chunk, chunk, desc,
+                     progress, checkpoints)
+    d_loss, g_loss = (np.moveaxis(v, 0, 1).reshape(len(keys), -1) for v in c.outputs)
+    return gan.GanResult(c.state.params, d_loss, g_loss, np.asarray(c.state.diverged_at))
 
 
 def score(config: Config, params, d_z: int) -> tuple[np.ndarray, gan.Coverage]:
@@ -253,7 +246,8 @@ def train_images(config: Config, run_dir: Path, progress: bool = True) -> dict:
                                          g_hidden=(config.image_hidden,) * 2,
                                          d_hidden=(config.image_hidden,) * 2))(keys)
     r = train_seeds(keys, params, x, setup, config.image_steps, config.chunk,
-                    f"gan {config.dataset}", progress)
+                    f"gan {config.dataset}", progress,
+                    {"config": config, "run_dir": run_dir, "part": "images"})
     G = jax.tree.map(lambda a: a[0], r.params["G"])
     fakes = np.asarray(gan.generator(G, jax.random.normal(jax.random.key(1),
                                                           (64, config.image_latent)),
@@ -287,15 +281,15 @@ def plot_images(fakes: np.ndarray, reals: np.ndarray, path: Path, title: str) ->
 def run(config: Config, progress: bool = True) -> dict:
     """Train every variant over the seeds, score, plot, write the run folder."""
     validate(config)
-    run_dir = config.run_dir or runs.new_run_dir(config.out, "gan")
-    runs.write_json(run_dir / "config.json", config)
+    run_dir = common.run_folder(config, "gan")
     keys = jax.vmap(jax.random.key)(jnp.arange(config.seeds))
     params = jax.vmap(lambda k: gan.init(k, config.latent, 2, g_hidden=(config.hidden,) * 2,
                                          d_hidden=(config.hidden,) * 2))(keys)
     summary, samples, losses, rows = {}, {}, {}, []
     for variant in config.variants:
         r = train_seeds(keys, params, None, ring_setup(config, variant), config.steps,
-                        config.chunk, f"gan {variant}", progress)
+                        config.chunk, f"gan {variant}", progress,
+                        {"config": config, "run_dir": run_dir, "part": f"ring-{variant}"})
         samples[variant], cov = score(config, r.params, config.latent)
         summary[variant] = summarize(cov, r.diverged_at, config.modes)
         losses[variant] = r

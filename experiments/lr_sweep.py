@@ -9,8 +9,11 @@ The run folder holds config.json, metrics.jsonl (one row per member: optimizer, 
 seed, final losses and accuracies, the step it diverged at or -1), sweep.png (final training
 loss and test accuracy against the learning rate, one curve per optimizer: median over seeds,
 band from min to max, x where a seed diverged) and results.json (the best learning rate per
-optimizer). "Best" is the learning rate with the lowest final training loss (mean over seeds)
-among those where no seed diverged; its test accuracy is reported beside it.
+optimizer) and checkpoints/<optimizer> (the stacked state of the whole grid after every chunk of
+--eval-every steps; ``--resume RUN_DIR`` continues an interrupted sweep, and
+``python -m experiments.extract_member`` turns one member into a sin_mlp run folder). "Best" is
+the learning rate with the lowest final training loss (mean over seeds) among those where no
+seed diverged; its test accuracy is reported beside it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ MODELS = {"sin_mlp": Model(sin_mlp.init, sin_mlp.loss, sin_mlp.metrics)}
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(common.RunFlags):
     """Learning-rate sweep of each optimizer on one model, all seeds of a grid in one jit."""
 
     model: Literal["sin_mlp"] = "sin_mlp"
@@ -72,10 +75,6 @@ class Config:
     """digits: scikit-learn's bundled 8x8 digits. mnist: IDX files in --data-dir."""
     data_dir: Path | None = None
     """Folder with the MNIST IDX .gz files (required for --dataset mnist)."""
-    out: Path = Path("runs")
-    """Parent folder of the run folder (lr_sweep-<date>-<time>)."""
-    run_dir: Path | None = None
-    """Exact run folder to write instead (created if needed)."""
 
 
 def learning_rates(config: Config) -> np.ndarray:
@@ -87,6 +86,15 @@ def learning_rates(config: Config) -> np.ndarray:
         raise ValueError(f"--count and --seeds must be >= 1, got {config.count} and "
                          f"{config.seeds}")
     return np.geomspace(config.lr_min, config.lr_max, config.count).astype(np.float32)
+
+
+def checkpoint_args(config: Config, run_dir: Path, optimizer: str) -> dict:
+    """``train.sweep``'s checkpoint arguments: <run_dir>/checkpoints/<optimizer>, or none with
+    --checkpoint-every 0."""
+    if not config.checkpoint_every:
+        return {}
+    return {"checkpoint_dir": run_dir / "checkpoints" / optimizer,
+            "checkpoint_every": config.checkpoint_every, "keep": config.keep}
 
 
 def load_data(config: Config) -> data.Split:
@@ -155,15 +163,15 @@ def run(config: Config, progress: bool = True) -> dict:
                  "test": (jnp.asarray(split.x_test), jnp.asarray(split.y_test))}
     model = MODELS[config.model]
     init = partial(model.init, d=train_data[0].shape[1], d_h=config.hidden, m=10)
-    run_dir = config.run_dir or runs.new_run_dir(config.out, "lr_sweep")
-    runs.write_json(run_dir / "config.json", config)
+    run_dir = common.run_folder(config, "lr_sweep")
 
     per_opt, rows = {}, []
     for name in tqdm(config.optimizers, desc="lr_sweep", unit="optimizer", disable=not progress):
         r = train.sweep(lrs, train_data, eval_data, init=init, loss=model.loss,
                         optimizer=optim.get(name), steps=config.steps,
                         batch_size=config.batch_size, seeds=config.seeds,
-                        evaluate=model.metrics, eval_every=config.eval_every)
+                        evaluate=model.metrics, eval_every=config.eval_every,
+                        **checkpoint_args(config, run_dir, name), progress=progress)
         final = {k: np.asarray(v[..., -1]) for k, v in r.eval_metrics.items()}  # [n_lr, n_seed]
         diverged = np.asarray(r.diverged_at) >= 0
         per_opt[name] = {"train_loss": final["train/loss"], "test_accuracy": final["test/accuracy"],

@@ -21,14 +21,16 @@ import numpy as np
 from flax import serialization
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+def atomic_write(path: str | os.PathLike, data: bytes | Iterable) -> Path:
+    """Write ``data`` (bytes, or buffers written one after another) to ``path`` via a temporary
+    file, fsync and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            for part in [data] if isinstance(data, bytes | bytearray) else data:
+                f.write(part)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

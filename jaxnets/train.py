@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -28,6 +29,7 @@ from jax import Array
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from jaxnets import checkpoint, runs
 from jaxnets.optim import OptimizerFactory
 
 PyTree = Any
@@ -178,15 +180,26 @@ train_chunk_jit = jax.jit(
     static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size", "augment"))
 
 
-def _fit(key, hparams, train_data, eval_data, *, init, loss, optimizer, steps, batch_size,
-         evaluate, eval_every, augment=None) -> FitResult:
-    state = init_state(key, init=init, optimizer=optimizer)
+def _run_chunks(state: TrainState, hparams, train_data, eval_data, *, num_chunks, loss,
+                optimizer, batch_size, evaluate, eval_every, augment=None
+                ) -> tuple[TrainState, tuple[Array, dict[str, Array]]]:
+    """``num_chunks`` chunks of ``train_chunk`` in one ``lax.scan``:
+    (state, (losses [num_chunks * eval_every], metrics {k: [num_chunks]}))."""
     chunk = partial(train_chunk, hparams=hparams, data=train_data, eval_data=eval_data,
                     evaluate=evaluate, num_steps=eval_every, loss=loss, optimizer=optimizer,
                     batch_size=batch_size, augment=augment)
     state, (losses, metrics) = jax.lax.scan(lambda s, _: chunk(s), state, None,
-                                            length=steps // eval_every)
-    return FitResult(state.params, losses.reshape(-1), metrics, state.diverged_at)
+                                            length=num_chunks)
+    return state, (losses.reshape(-1), metrics)
+
+
+def _fit(key, hparams, train_data, eval_data, *, init, steps, eval_every, optimizer,
+         **kw) -> FitResult:
+    state = init_state(key, init=init, optimizer=optimizer)
+    state, (losses, metrics) = _run_chunks(state, hparams, train_data, eval_data,
+                                           num_chunks=steps // eval_every, eval_every=eval_every,
+                                           optimizer=optimizer, **kw)
+    return FitResult(state.params, losses, metrics, state.diverged_at)
 
 
 _STATIC = ("init", "loss", "optimizer", "steps", "batch_size", "evaluate", "eval_every",
@@ -324,6 +337,7 @@ class SweepResult(NamedTuple):
     grid: dict[str, np.ndarray]
     blocks: int  # compiled calls the grid was cut into to fit in memory (1 if it fit whole)
     bytes_per_device: int | None  # XLA's memory estimate for one block on one device
+    checkpoint: checkpoint.Chunked | None = None  # with checkpoint_dir: timings, resumed_from
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -353,24 +367,40 @@ def _sweep_grid(learning_rates, hparams: dict, seeds) -> dict[str, np.ndarray]:
     return {**{k: np.asarray(jnp.asarray(v)) for k, v in axes.items()}, "seed": seeds}
 
 
-def _sweep_block(keys: Array, hparams: Hparams, train_data: Batch,
-                 eval_data: dict[str, Batch], static: tuple) -> FitResult:
-    """keys [S] x hparams {name: [H]} -> FitResult with leaves [H, S, ...].
+# Leading axes of a sweep state's leaves: [H, S] for params, optimizer state and diverged_at,
+# [S] for the data-order keys (members that share a seed share them), none for the step.
+_LAYOUT = TrainState("hs", "hs", "s", "", "hs")
 
-    Seeds are the inner vmap: members that share a seed share the data-order key, so their
-    minibatch gather stays unbatched and ``x_batch @ W1`` becomes one wide matmul for all H.
+
+def _sweep_segment(state: TrainState, hparams: Hparams, train_data: Batch,
+                   eval_data: dict[str, Batch], static: tuple):
+    """``num_chunks`` chunks of every member of a block; hparams {name: [H]}, state as _LAYOUT.
+
+    Returns ((params, opt_state, diverged_at) [H, S, ...], (losses [H, S, num_chunks *
+    eval_every], metrics {k: [H, S, num_chunks]})). Seeds are the inner vmap: members that share
+    a seed share the data-order key, so their minibatch gather stays unbatched and
+    ``x_batch @ W1`` becomes one wide matmul for all H.
     """
-    member = partial(_fit, **dict(static))
-    over_seeds = jax.vmap(member, in_axes=(0, None, None, None))
-    return jax.vmap(over_seeds, in_axes=(None, 0, None, None))(keys, hparams, train_data,
-                                                                eval_data)
+    def member(params, opt_state, diverged_at, key, hp):
+        s = TrainState(params, opt_state, key, state.step, diverged_at)
+        s, out = _run_chunks(s, hp, train_data, eval_data, **dict(static))
+        return (s.params, s.opt_state, s.diverged_at), out
+
+    over_seeds = jax.vmap(member, in_axes=(0, 0, 0, 0, None))
+    return jax.vmap(over_seeds, in_axes=(0, 0, 0, None, 0))(
+        state.params, state.opt_state, state.diverged_at, state.key, hparams)
+
+
+def _spec(axes: str) -> P:
+    return P(*({"h": "hp", "s": "seed"}[c] for c in axes))
 
 
 @lru_cache(maxsize=32)
 def _sweep_fn(mesh: Mesh, static: tuple) -> Callable:
     """The jitted block function, each device running its shard of the [H, S] grid."""
-    block = partial(_sweep_block, static=static)
-    return jax.jit(jax.shard_map(block, mesh=mesh, in_specs=(P("seed"), P("hp"), P(), P()),
+    block = partial(_sweep_segment, static=static)
+    return jax.jit(jax.shard_map(block, mesh=mesh,
+                                 in_specs=(jax.tree.map(_spec, _LAYOUT), P("hp"), P(), P()),
                                  out_specs=P("hp", "seed"), check_vma=False))
 
 
@@ -410,15 +440,33 @@ def default_members_per_block(device, init: Callable, optimizer: OptimizerFactor
     return max(1, CPU_BLOCK_STATE_BYTES // max(1, nbytes))
 
 
-def _pad(a, size: int):
-    """Pad axis 0 to ``size`` by repeating the last entry (a valid member, dropped later)."""
-    return jnp.concatenate([a, jnp.repeat(a[-1:], size - a.shape[0], axis=0)])
+def _window(a, axis: int, start: int, size: int):
+    """Entries start .. start + size - 1 of ``a`` along ``axis``, past the end repeating the
+    last entry (a valid member, dropped later)."""
+    if start == 0 and size == a.shape[axis]:
+        return a
+    idx = np.minimum(np.arange(start, start + size), a.shape[axis] - 1)
+    return a[(slice(None),) * axis + (idx,)]
 
 
-def _block_args(keys, hps, i_h, i_s, b_h, b_s):
-    k = _pad(keys[i_s * b_s:(i_s + 1) * b_s], b_s)
-    h = jax.tree.map(lambda v: _pad(v[i_h * b_h:(i_h + 1) * b_h], b_h), hps)
-    return k, h
+def _take_block(tree, layout, i_h: int, i_s: int, b_h: int, b_s: int):
+    """Block (i_h, i_s) of a tree whose leaves have the leading axes named in ``layout``."""
+    def leaf(axes, a):
+        for ax, c in enumerate(axes):
+            i, b = (i_h, b_h) if c == "h" else (i_s, b_s)
+            a = _window(a, ax, i * b, b)
+        return a
+
+    return jax.tree.map(lambda axes, sub: jax.tree.map(partial(leaf, axes), sub), layout, tree)
+
+
+def _block_avals(tree, layout, b_h: int, b_s: int):
+    """Abstract leaves of one block: the leading axes resized to (b_h, b_s)."""
+    def leaf(axes, a):
+        lead = tuple(b_h if c == "h" else b_s for c in axes)
+        return jax.ShapeDtypeStruct(lead + tuple(a.shape[len(axes):]), a.dtype)
+
+    return jax.tree.map(lambda axes, sub: jax.tree.map(partial(leaf, axes), sub), layout, tree)
 
 
 def _compiled_bytes(compiled) -> int | None:
@@ -445,16 +493,16 @@ def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, tre
     """Block sizes (b_h, b_s) and the compiled block: at most ``members_per_block`` members per
     device, then halve the larger per-device axis until XLA's estimate fits ``memory_limit``.
 
-    ``avals``/``treedef``: the abstract (keys [S], hps {name: [H]}, train_data, eval_data).
+    ``avals``/``treedef``: the abstract (state [n_h, n_s] as _LAYOUT, hps {name: [n_h]},
+    train_data, eval_data).
     """
     d_h, d_s = mesh.devices.shape
     per_s = _split(-(-n_s // d_s), members_per_block)
     per_h = _split(-(-n_h // d_h), members_per_block // per_s)
     b_h, b_s = per_h * d_h, per_s * d_s
-    keys, hps, *data = jax.tree.unflatten(treedef, avals)
+    state, hps, *data = jax.tree.unflatten(treedef, avals)
     while True:
-        args = (jax.ShapeDtypeStruct((b_s,), keys.dtype),
-                jax.tree.map(lambda v, b=b_h: jax.ShapeDtypeStruct((b,), v.dtype), hps))
+        args = _block_avals((state, hps), (_LAYOUT, "h"), b_h, b_s)
         compiled = fn.lower(*args, *data).compile()
         used = _compiled_bytes(compiled)
         if used is None or used <= memory_limit:
@@ -470,16 +518,59 @@ def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, tre
             b_s = -(-(b_s // d_s) // 2) * d_s
 
 
+class _Blocks(NamedTuple):
+    """A planned sweep: the compiled block function and how the [H, S] grid is cut."""
+
+    compiled: Callable
+    b_h: int
+    b_s: int
+    n_h: int
+    n_s: int
+    steps_per_call: int
+
+    @property
+    def count(self) -> int:
+        return -(-self.n_h // self.b_h) * -(-self.n_s // self.b_s)
+
+    def __call__(self, state: TrainState, hps: Hparams, data: tuple
+                 ) -> tuple[TrainState, tuple[Array, dict[str, Array]]]:
+        """Every block for ``steps_per_call`` steps: (state, (losses [H, S, steps_per_call],
+        metrics {k: [H, S, steps_per_call // eval_every]}))."""
+        in_shardings = self.compiled.input_shardings[0]
+        rows = []
+        for i in range(-(-self.n_h // self.b_h)):
+            rows.append([])
+            for j in range(-(-self.n_s // self.b_s)):
+                block = _take_block((state, hps), (_LAYOUT, "h"), i, j, self.b_h, self.b_s)
+                args = jax.device_put((*block, *data), in_shardings)
+                rows[-1].append(self.compiled(*args))
+        (params, opt_state, diverged_at), outputs = jax.tree.map(
+            lambda *leaves: _assemble(leaves, len(rows[0]), self.n_h, self.n_s),
+            *[r for row in rows for r in row])
+        state = TrainState(params, opt_state, state.key, state.step + self.steps_per_call,
+                           diverged_at)
+        return state, outputs
+
+
+def _relead(state: TrainState, lead: int, shape: tuple[int, ...]) -> TrainState:
+    """Reshape the first ``lead`` axes of a sweep state's member fields to ``shape`` (between
+    the flat [n_h, n_s] the blocks use and the grid [n_lr, *n_hparam, n_seed])."""
+    re = partial(jax.tree.map, lambda a: a.reshape(shape + a.shape[lead:]))
+    return state._replace(params=re(state.params), opt_state=re(state.opt_state),
+                          diverged_at=re(state.diverged_at))
+
+
 def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None = None, *,
           init: Callable[[Array], PyTree], loss: LossFn, optimizer: OptimizerFactory,
           steps: int, batch_size: int, seeds: int | Sequence[int] = 1,
           hparams: dict[str, Sequence[float]] | None = None, evaluate: EvalFn | None = None,
           eval_every: int | None = None, devices: Sequence | None = None,
           memory_limit: int | None = None, members_per_block: int | None = None,
-          augment: AugmentFn | None = None) -> SweepResult:
+          augment: AugmentFn | None = None, checkpoint_dir: str | os.PathLike | None = None,
+          checkpoint_every: int = 1, keep: int = 3, progress: bool = False) -> SweepResult:
     """Every (learning rate, hparams..., seed) combination of a grid, trained as one computation.
 
-    ``jax.vmap`` of ``fit``'s whole scanned run, over hyperparameters (outer) and seeds (inner),
+    ``jax.vmap`` of ``fit``'s scanned run, over hyperparameters (outer) and seeds (inner),
     inside one jit; hyperparameters are traced, so a new grid of the same shape does not
     recompile. Member (i, ..., j) equals
     ``fit(jax.random.key(seeds[j]), learning_rates[i], ..., hparams={...})`` to float rounding.
@@ -501,6 +592,15 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     within 4 MiB, because a block whose state falls out of cache runs slower than the same
     members in smaller blocks; unbounded on accelerators).
 
+    Checkpoints: with ``checkpoint_dir`` the run goes in compiled chunks of ``eval_every``
+    steps (a progress bar with ``progress``) and after every ``checkpoint_every``-th chunk
+    the whole grid's state (params, optimizer states, data keys, step, diverged_at, leaves
+    [*grid, ...]) and the metrics so far are saved there (``checkpoint.run_chunks``, newest
+    ``keep`` kept). If the folder already holds a checkpoint of this sweep, it resumes from
+    it, bit-identical to an uninterrupted run; one of another sweep (other grid, model, data or
+    settings) is refused, listing the differences. ``extract_member`` turns one member into an
+    ordinary single-run checkpoint.
+
     Args:
       learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
       hparams: other traced optimizer hyperparameters, {name: [n]}, e.g. {"beta": [0.8, 0.9]}.
@@ -518,31 +618,111 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
                  steps=steps, batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
                  hparams={k: grid[k][0] for k in hp_names if k != "learning_rate"},
                  augment=augment, where="sweep")
+    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
+        raise ValueError(f"sweep: checkpoint_every must be an integer >= 0, got "
+                         f"{checkpoint_every!r}")
+    meta = _sweep_meta(grid, train_data, eval_data, init=init, loss=loss, optimizer=optimizer,
+                       evaluate=evaluate, augment=augment, steps=steps, batch_size=batch_size,
+                       eval_every=eval_every)
+    chunked = checkpoint_dir is not None and checkpoint_every > 0
+    if chunked:  # refuse another sweep's checkpoint before compiling anything
+        checkpoint.check_resumable(checkpoint_dir, meta)
     mesh_axes = np.meshgrid(*(grid[k] for k in hp_names), indexing="ij")
     hps = {k: jnp.asarray(v.reshape(-1)) for k, v in zip(hp_names, mesh_axes, strict=True)}
-    static = (("init", init), ("loss", loss), ("optimizer", optimizer), ("steps", steps),
-              ("batch_size", batch_size), ("evaluate", evaluate), ("eval_every", eval_every),
-              ("augment", augment))
-    devices = list(devices or jax.devices())
-    mesh = _mesh(devices, hps["learning_rate"].shape[0], len(keys))
-    fn = _sweep_fn(mesh, static)
-    data = (train_data, eval_data)
-    limit = memory_limit or default_memory_limit(devices[0])
     n_h, n_s = hps["learning_rate"].shape[0], len(keys)
-    leaves, treedef = jax.tree.flatten((keys, hps, *data))
+    shape = tuple(len(grid[k]) for k in hp_names) + (n_s,)
+    n_chunks = steps // eval_every
+    static = (("loss", loss), ("optimizer", optimizer), ("batch_size", batch_size),
+              ("evaluate", evaluate), ("eval_every", eval_every), ("augment", augment),
+              ("num_chunks", 1 if chunked else n_chunks))
+    devices = list(devices or jax.devices())
+    mesh = _mesh(devices, n_h, n_s)
+    state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)
+    data = jax.device_put((train_data, eval_data), jax.NamedSharding(mesh, P()))
+    leaves, treedef = jax.tree.flatten((state, hps, *data))
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
     if members_per_block is None:
         members_per_block = default_members_per_block(devices[0], init, optimizer, keys[0])
-    b_h, b_s, compiled = _plan_blocks(fn, mesh, n_h, n_s, avals, treedef, limit,
+    b_h, b_s, compiled = _plan_blocks(_sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef,
+                                      memory_limit or default_memory_limit(devices[0]),
                                       members_per_block)
-    rows = [[compiled(*_block_args(keys, hps, i, j, b_h, b_s), *data)
-             for j in range(-(-n_s // b_s))] for i in range(-(-n_h // b_h))]
-    out = jax.tree.map(lambda *leaves: _assemble(leaves, len(rows[0]), n_h, n_s),
-                       *[r for row in rows for r in row])
-    shape = tuple(len(grid[k]) for k in hp_names) + (n_s,)
-    out = jax.tree.map(lambda a: a.reshape(shape + a.shape[2:]), out)
-    return SweepResult(*out, grid=grid, blocks=len(rows) * len(rows[0]),
-                       bytes_per_device=_compiled_bytes(compiled))
+    blocks = _Blocks(compiled, b_h, b_s, n_h, n_s, eval_every * dict(static)["num_chunks"])
+    info = None
+    if chunked:
+        def chunk(s: TrainState):
+            s, (losses, metrics) = blocks(_relead(s, len(shape), (n_h, n_s)), hps, data)
+            return _relead(s, 2, shape), (losses.reshape(shape + (eval_every,)),
+                                           {k: v.reshape(shape) for k, v in metrics.items()})
+
+        _, (l_, m_) = jax.eval_shape(partial(_sweep_segment, static=static), state, hps, *data)
+        outputs_like = (jax.ShapeDtypeStruct(shape + (eval_every,), l_.dtype),
+                        {k: jax.ShapeDtypeStruct(shape, v.dtype) for k, v in m_.items()})
+        info = checkpoint.run_chunks(_relead(state, 2, shape), chunk, n_chunks,
+                                     directory=checkpoint_dir, meta=meta, every=checkpoint_every,
+                                     keep=keep, steps_per_chunk=eval_every, desc="sweep",
+                                     progress=progress,
+                                     outputs_like=outputs_like)
+        state, (losses, metrics) = info.state, info.outputs  # [n_chunks, *shape, ...]
+        n = len(shape)
+        losses = np.moveaxis(losses, 0, n).reshape(shape + (steps,))
+        metrics = {k: np.moveaxis(v, 0, n) for k, v in metrics.items()}
+    else:
+        state, (losses, metrics) = blocks(state, hps, data)
+        state = _relead(state, 2, shape)
+        losses = losses.reshape(shape + (steps,))
+        metrics = {k: v.reshape(shape + (n_chunks,)) for k, v in metrics.items()}
+    return SweepResult(state.params, losses, metrics, state.diverged_at, grid=grid,
+                       blocks=blocks.count, bytes_per_device=_compiled_bytes(compiled),
+                       checkpoint=info)
+
+
+@partial(jax.jit, static_argnames=("n_h", "init", "optimizer"))
+def _sweep_init(keys: Array, n_h: int, *, init, optimizer) -> TrainState:
+    """Every member's initial state as _LAYOUT: seed j's params for all n_h hyperparameters."""
+    s = jax.vmap(partial(init_state, init=init, optimizer=optimizer))(keys)
+    wide = partial(jax.tree.map, lambda a: jnp.broadcast_to(a, (n_h, *a.shape)))
+    return TrainState(wide(s.params), wide(s.opt_state), s.key, s.step[0], wide(s.diverged_at))
+
+
+def _sweep_meta(grid: dict, train_data: Batch, eval_data: dict, **settings) -> dict:
+    """What a sweep checkpoint must agree on to be resumed: grid, model, data, settings."""
+    shapes = lambda batch: [[list(jnp.shape(v)), str(jnp.result_type(v))] for v in batch]  # noqa: E731
+    return {"kind": "jaxnets.train.sweep", "grid": {k: v.tolist() for k, v in grid.items()},
+            "data": {"train": shapes(train_data), **{k: shapes(b) for k, b in eval_data.items()}},
+            **{k: v if isinstance(v, int) else checkpoint.describe(v)
+               for k, v in settings.items()}}
+
+
+def extract_member(source: str | os.PathLike, index: Sequence[int], destination: str | os.PathLike,
+                   meta: dict | None = None) -> Path:
+    """Member ``index`` (one index per grid axis) of a sweep checkpoint, written to
+    ``destination`` as an ordinary single-run checkpoint (``checkpoint.run_chunks`` with
+    chunks of ``eval_every`` steps, the layout of ``experiments.common.train_classifier``):
+    state TrainState(params, opt_state, key, step, diverged_at) and outputs (losses
+    [chunks, eval_every], metrics {k: [chunks]}); ``meta`` is stored beside the chunk count.
+    """
+    arrays, header = checkpoint.read_arrays(source)
+    smeta = header["meta"]
+    if smeta.get("kind") != "jaxnets.train.sweep":
+        raise checkpoint.CheckpointError(f"{source}: not a sweep checkpoint")
+    shape = tuple(len(v) for v in smeta["grid"].values())
+    index = tuple(int(i) for i in index)
+    if len(index) != len(shape) or not all(0 <= i < n for i, n in zip(index, shape, strict=True)):
+        axes = dict(zip(smeta["grid"], shape, strict=True))
+        raise IndexError(f"{source}: member index {index} is not in the grid {axes}")
+    out = {}
+    for name, a in arrays.items():
+        if name == "['state'].key":
+            out[name] = a[index[-1]]
+        elif name == "['state'].step":
+            out[name] = a
+        elif name.startswith("['state']"):
+            out[name] = np.asarray(a[index])
+        else:  # outputs [chunks, *grid, ...]
+            out[name] = a[(slice(None), *index)]
+    data = checkpoint.encode_arrays(out, header["keys"], {"chunks": smeta["chunks"],
+                                                          **(meta or {})})
+    return runs.atomic_write(destination, data)
 
 
 def _assemble(leaves, per_row: int, n_h: int, n_s: int) -> Array:

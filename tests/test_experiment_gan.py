@@ -22,7 +22,10 @@ def test_run_folder_scores_table_and_reproducibility(tmp_path):
     cfg = exp.Config(**SMALL, run_dir=tmp_path)
     res = exp.run(cfg, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {
-        "config.json", "metrics.jsonl", "results.json", "ring.png", "losses.png", "samples.png"}
+        "config.json", "metrics.jsonl", "results.json", "ring.png", "losses.png", "samples.png",
+        "checkpoints"}
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {
+        *(f"ring-{v}" for v in cfg.variants), "images"}
     for name in ("ring.png", "losses.png", "samples.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")

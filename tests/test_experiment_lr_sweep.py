@@ -22,7 +22,8 @@ def test_run_folder_table_and_members_equal_fit(tmp_path):
     a member's final metrics equal the same run done alone with train.fit."""
     res = exp.run(exp.Config(**SMALL, run_dir=tmp_path), progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
-                                                     "sweep.png", "results.json"}
+                                                     "sweep.png", "results.json", "checkpoints"}
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"sgd", "adam"}
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
     assert len(rows) == 2 * 3 * 2

@@ -82,7 +82,8 @@ def test_adding_run_folder_table_and_cli(tmp_path):
                         eval_every=30, n_train=256, n_test=64, run_dir=tmp_path)
     res = adding.run(cfg, progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
-                                                     "curves.png", "results.json"}
+                                                     "curves.png", "results.json", "checkpoints"}
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"lstm", "rnn"}
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
     assert len(rows) == 2 * 2 * 2 * 2  # cells x lrs x seeds x evaluations

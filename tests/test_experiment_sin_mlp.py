@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from conftest import MNIST_DIR, run_experiment
 
-from experiments import common
 from experiments import sin_mlp as exp
-from jaxnets import data, optim, runs, train
+from jaxnets import checkpoint, data, optim, runs, train
 from jaxnets.models import sin_mlp
 
 
@@ -20,7 +19,10 @@ def test_defaults_reach_95_percent_on_digits_and_write_the_run_folder(tmp_path):
     assert res["final"]["step"] == 2000
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"config.json", "metrics.jsonl", "curves.png", "params.msgpack",
-                     "results.json"}
+                     "results.json", "checkpoints"}
+    # a checkpoint every fifth chunk of eval_every steps, the newest three kept
+    assert [p.name for p in sorted((tmp_path / "checkpoints" / "sin_mlp").iterdir())] == [
+        f"step-{s:09d}.ckpt" for s in (1000, 1500, 2000)]
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(100, 2001, 100))
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -101,12 +103,12 @@ def test_progress_bar_advances_once_per_chunk(tmp_path, monkeypatch):
     seen = {}
 
     def fake_tqdm(iterable, **kw):
-        seen.update(kw, total=len(iterable))
-        for i, item in enumerate(iterable):
-            seen["ticks"] = i + 1
+        seen.update(kw, ticks=0)
+        for item in iterable:
+            seen["ticks"] += 1
             yield item
 
-    monkeypatch.setattr(common, "tqdm", fake_tqdm)
+    monkeypatch.setattr(checkpoint, "tqdm", fake_tqdm)
     exp.run(exp.Config(steps=300, eval_every=100, run_dir=tmp_path))
-    assert seen["total"] == seen["ticks"] == 3
+    assert seen["total"] == seen["ticks"] == 3 and seen["initial"] == 0
     assert seen["disable"] is False and seen["delay"] > 0

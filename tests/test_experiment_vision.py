@@ -12,7 +12,8 @@ from experiments import mixer as mixer_exp
 from jaxnets import data, runs
 from jaxnets.models import lenet, mixer
 
-RUN_FILES = {"config.json", "metrics.jsonl", "curves.png", "params.msgpack", "results.json"}
+RUN_FILES = {"config.json", "metrics.jsonl", "curves.png", "params.msgpack", "results.json",
+             "checkpoints"}
 
 
 @pytest.mark.slow
@@ -39,7 +40,7 @@ def test_mixer_on_digits_same_seed_same_numbers(tmp_path):
     assert {p.name for p in (tmp_path / "a").iterdir()} == RUN_FILES
 
 
-@pytest.mark.slow
+@pytest.mark.target
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"no MNIST files in {MNIST_DIR}")
 def test_lenet_reaches_98_percent_on_the_mnist_split(tmp_path):
     """The issue's target, with the experiment's defaults (about a minute on 2 cores); evaluated
@@ -50,7 +51,7 @@ def test_lenet_reaches_98_percent_on_the_mnist_split(tmp_path):
     assert res["final"]["test/accuracy"] >= 0.98
 
 
-@pytest.mark.slow
+@pytest.mark.target
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"no MNIST files in {MNIST_DIR}")
 def test_mixer_reaches_96_percent_on_the_mnist_split(tmp_path):
     """The issue's target, with the experiment's defaults (P = 7; 2-3 minutes on 2 cores),

@@ -1,0 +1,461 @@
+"""Checkpoints: a run's state and its metrics so far, in one self-checking file, written atomically.
+
+A checkpoint file is
+
+    MAGIC  (b"JAXNETS-CHECKPOINT\\n")
+    8 bytes: length of the header, little-endian
+    header: UTF-8 JSON {"format": 1, "payload_bytes": n, "sha256": hex of the payload,
+                        "arrays": {path: {"dtype": name, "shape": [...], "offset": bytes}},
+                        "keys": {path: PRNG impl}, "meta": {...}}
+    payload: the arrays' bytes, C order, little-endian, each at its offset
+
+the layout of safetensors (a JSON header describing raw little-endian arrays) with a checksum in
+front. Loading executes no code: the header is JSON, the dtypes come from a fixed list of
+numeric names and the arrays are ``np.frombuffer`` views. Why not flax.serialization's msgpack
+(or the safetensors package): each builds the whole payload as one more copy in memory; writing
+the arrays' buffers straight into the file took a 3.6 MiB sweep state from 8.9 ms (safetensors
++ SHA-256 + write) or 10+ ms (msgpack) to 5.7 ms on this 2-core CPU, which keeps a save under
+5% of a sweep's chunk. A file that does not start with MAGIC, is cut short, fails its SHA-256,
+or holds other leaves or shapes than the run expects raises ``CheckpointError`` naming the file
+and what is wrong; nothing on disk is changed.
+
+Leaves are stored under their ``jax.tree_util.keystr`` paths, typed PRNG keys as their key data
+(with the key implementation in the header), so a checkpoint restores bit for bit into a
+template with the same structure. ``Checkpoints`` keeps the last k files of a folder;
+``run_chunks`` is the resumable training loop every experiment uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import queue
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxnets import runs
+
+PyTree = Any
+MAGIC = b"JAXNETS-CHECKPOINT\n"
+FORMAT = 1
+_LEN = struct.Struct("<Q")
+_NAME = re.compile(r"^step-(\d{9})\.ckpt$")
+DTYPES = frozenset({"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                    "uint64", "float16", "bfloat16", "float32", "float64", "complex64",
+                    "complex128"})
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run folder that cannot be used; the message names the file and why."""
+
+
+def _is_key(leaf) -> bool:
+    return jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _paths(tree: PyTree) -> tuple[list[str], list[Any], Any]:
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(p) for p, _ in with_path], [v for _, v in with_path], treedef
+
+
+def to_host(tree: PyTree) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The leaves of ``tree`` as host arrays by path, typed PRNG keys as key data, and the key
+    implementation of each such path."""
+    names, leaves, _ = _paths(tree)
+    keys = {n: str(jax.random.key_impl(v)) for n, v in zip(names, leaves, strict=True)
+            if _is_key(v)}
+    arrays = {n: np.asarray(jax.random.key_data(v) if n in keys else v)
+              for n, v in zip(names, leaves, strict=True)}
+    return arrays, keys
+
+
+def encode(tree: PyTree, meta: Mapping[str, Any] | None = None) -> bytes:
+    """The bytes of a checkpoint holding ``tree`` (arrays, typed PRNG keys) and JSON ``meta``."""
+    return encode_arrays(*to_host(tree), meta)
+
+
+def encode_parts(arrays: Mapping[str, np.ndarray], keys: Mapping[str, str],
+                 meta: Mapping[str, Any] | None = None) -> list:
+    """A checkpoint as buffers to write one after another: MAGIC, length and header, then each
+    array's bytes (no copy of the payload is made). ``arrays``: {path: array}; ``keys``:
+    {path: PRNG impl} for the arrays that hold key data."""
+    specs, views, offset, digest = {}, [], 0, hashlib.sha256()
+    for name, a in arrays.items():
+        a = np.asarray(a, order="C")
+        if a.dtype.name not in DTYPES:
+            raise TypeError(f"cannot checkpoint {name}: dtype {a.dtype} is not one of "
+                            f"{sorted(DTYPES)}")
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        view = a.reshape(-1).view(np.uint8)
+        specs[name] = {"dtype": a.dtype.name, "shape": list(a.shape), "offset": offset}
+        digest.update(view)
+        views.append(view)
+        offset += a.nbytes
+    header = json.dumps({"format": FORMAT, "payload_bytes": offset,
+                         "sha256": digest.hexdigest(), "arrays": specs, "keys": dict(keys),
+                         "meta": json.loads(runs.to_json(meta or {}))}, sort_keys=True).encode()
+    return [MAGIC + _LEN.pack(len(header)) + header, *views]
+
+
+def encode_arrays(arrays: Mapping[str, np.ndarray], keys: Mapping[str, str],
+                  meta: Mapping[str, Any] | None = None) -> bytes:
+    """``encode`` for leaves given by path (see ``encode_parts``)."""
+    return b"".join(bytes(v) for v in encode_parts(arrays, keys, meta))
+
+
+def read_arrays(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The leaves of a checkpoint by path, keys as key data, and its header (all checked)."""
+    path = Path(path)
+    header, payload = _split(_read(path), path)
+    return _restore(header, payload, path), header
+
+
+def _restore(header: dict, payload: memoryview, path: Path) -> dict[str, np.ndarray]:
+    """The arrays the header describes, as read-only views of the payload."""
+    specs, out = header.get("arrays"), {}
+    if not isinstance(specs, dict):
+        raise CheckpointError(f"{path}: corrupt header (no array table)")
+    for name, spec in specs.items():
+        try:
+            dtype, shape, offset = spec["dtype"], tuple(spec["shape"]), spec["offset"]
+            ok = (dtype in DTYPES and all(isinstance(d, int) and d >= 0 for d in shape)
+                  and isinstance(offset, int) and offset >= 0)
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: corrupt header (entry {name!r}: {spec!r})")
+        dt = jnp.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        if offset + count * dt.itemsize > len(payload):
+            raise CheckpointError(f"{path}: corrupt header ({name!r} lies past the payload)")
+        flat = (np.frombuffer(payload, dt, count, offset) if count
+                else np.zeros(0, dt))
+        out[name] = flat.reshape(shape)
+    return out
+
+
+def describe(obj: Any) -> str:
+    """A stable name for a function (or partial) in a checkpoint's meta: module.name(kwargs)."""
+    if obj is None:
+        return "None"
+    if isinstance(obj, functools.partial):
+        args = [describe(a) if callable(a) else repr(a) for a in obj.args]
+        args += [f"{k}={describe(v) if callable(v) else repr(v)}"
+                 for k, v in sorted(obj.keywords.items())]
+        return f"{describe(obj.func)}({', '.join(args)})"
+    name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
+    return f"{getattr(obj, '__module__', None) or type(obj).__module__}.{name}"
+
+
+def _split(data: bytes, path: Path) -> tuple[dict, memoryview]:
+    """(header, payload) of a checkpoint's bytes, after checking magic, lengths and checksum."""
+    if not data.startswith(MAGIC):
+        what = "is empty" if not data else f"starts with {data[:len(MAGIC)]!r}"
+        raise CheckpointError(f"{path}: not a jaxnets checkpoint (it {what}, not {MAGIC!r})")
+    start = len(MAGIC) + _LEN.size
+    if len(data) < start:
+        raise CheckpointError(f"{path}: truncated: the file ends inside its header length")
+    (n,) = _LEN.unpack_from(data, len(MAGIC))
+    if len(data) < start + n:
+        raise CheckpointError(f"{path}: truncated: the file ends inside its header "
+                              f"({len(data) - start} of {n} bytes)")
+    try:
+        header = json.loads(data[start:start + n])
+        size, digest = header["payload_bytes"], header["sha256"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: corrupt header ({e})") from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: format {header.get('format')!r}; this jaxnets reads "
+                              f"format {FORMAT}")
+    payload = memoryview(data)[start + n:]
+    if len(payload) != size:
+        raise CheckpointError(f"{path}: truncated: {len(payload)} of {size} payload bytes "
+                              "(a save that did not finish?)")
+    if hashlib.sha256(payload).hexdigest() != digest:
+        raise CheckpointError(f"{path}: corrupt: the payload's SHA-256 does not match the one "
+                              "in its header")
+    return header, payload
+
+
+def read_meta(path: str | Path) -> dict:
+    """The ``meta`` of the checkpoint at ``path`` (the whole file is checked)."""
+    path = Path(path)
+    return _split(_read(path), path)[0]["meta"]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e.strerror})") from None
+
+
+def _shape_dtype(leaf) -> tuple[tuple[int, ...], str]:
+    if _is_key(leaf):
+        leaf = jax.eval_shape(jax.random.key_data, leaf)
+    return tuple(leaf.shape), np.dtype(leaf.dtype).name
+
+
+def decode(data: bytes, template: PyTree, path: str | Path = "<bytes>") -> tuple[PyTree, dict]:
+    """(tree, meta) from a checkpoint's bytes, restored into the structure of ``template``.
+
+    ``template``'s leaves may be arrays or ``jax.ShapeDtypeStruct``s; every leaf path, shape and
+    dtype must match the file's, else CheckpointError lists the differences.
+    """
+    path = Path(path)
+    header, payload = _split(data, path)
+    arrays = _restore(header, payload, path)
+    names, leaves, treedef = _paths(template)
+    want = {n: _shape_dtype(v) for n, v in zip(names, leaves, strict=True)}
+    have = {n: (tuple(a.shape), a.dtype.name) for n, a in arrays.items()}
+    problems = [f"missing {n}" for n in want if n not in have]
+    problems += [f"unexpected {n}" for n in have if n not in want]
+    problems += [f"{n}: {have[n][1]}{list(have[n][0])} in the file, {want[n][1]}"
+                 f"{list(want[n][0])} expected" for n in want if n in have and have[n] != want[n]]
+    problems += [f"{n}: a PRNG key expected" for n, v in zip(names, leaves, strict=True)
+                 if _is_key(v) and n not in header["keys"]]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more"
+                                           if len(problems) > 8 else "")
+        raise CheckpointError(f"{path}: holds a different model or run than this one: {shown}")
+    out = [jax.random.wrap_key_data(arrays[n], impl=header["keys"][n]) if _is_key(v)
+           else arrays[n] for n, v in zip(names, leaves, strict=True)]
+    return jax.tree.unflatten(treedef, out), header["meta"]
+
+
+def save(path: str | Path, tree: PyTree, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write a checkpoint atomically (a crash leaves the previous file, or none, intact)."""
+    return runs.atomic_write(path, encode(tree, meta))
+
+
+def load(path: str | Path, template: PyTree) -> tuple[PyTree, dict]:
+    """(tree, meta) of the checkpoint at ``path``; see ``decode``."""
+    path = Path(path)
+    return decode(_read(path), template, path)
+
+
+def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Fields where two JSON-like values differ, as 'a.b: saved vs current' lines."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        return [line for k in sorted(set(saved) | set(current), key=str)
+                for line in differences(saved.get(k, "<absent>"), current.get(k, "<absent>"),
+                                        f"{prefix}{k}." if prefix or k else "")]
+    if saved == current:
+        return []
+    return [f"{prefix.rstrip('.') or 'value'}: {saved!r} in the run, {current!r} now"]
+
+
+class Checkpoints:
+    """The checkpoint files ``step-<step>.ckpt`` of one folder, the newest ``keep`` kept."""
+
+    def __init__(self, directory: str | Path, keep: int = 3):
+        if not (isinstance(keep, int) and keep >= 1):
+            raise ValueError(f"keep must be a positive integer, got {keep!r}")
+        self.directory, self.keep = Path(directory), keep
+
+    def steps(self) -> list[int]:
+        """Steps of the checkpoints present, ascending."""
+        if not self.directory.is_dir():
+            return []
+        found = (_NAME.match(p.name) for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def path(self, step: int) -> Path:
+        return self.directory / f"step-{step:09d}.ckpt"
+
+    def latest(self) -> Path | None:
+        steps = self.steps()
+        return self.path(steps[-1]) if steps else None
+
+    def save(self, step: int, tree: PyTree, meta: Mapping[str, Any] | None = None) -> Path:
+        """Write step's checkpoint atomically, then delete all but the newest ``keep`` and any
+        temporary file a killed save left behind."""
+        return self.write(step, encode(tree, meta))
+
+    def write(self, step: int, data: bytes | list) -> Path:
+        """``save`` for an encoded checkpoint (bytes, or the buffers of ``encode_parts``)."""
+        path = runs.atomic_write(self.path(step), data)
+        for old in self.steps()[:-self.keep]:
+            self.path(old).unlink(missing_ok=True)
+        for tmp in self.directory.glob(".step-*.tmp"):
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+class Chunked(NamedTuple):
+    """What ``run_chunks`` returns."""
+
+    state: PyTree
+    outputs: PyTree  # each chunk's outputs stacked on a new leading axis [num_chunks, ...]
+    resumed_from: int  # chunks restored from a checkpoint (0 for a fresh run)
+    chunk_seconds: list[float]  # wall time of each chunk run now (outputs on the host)
+    save_seconds: list[float]  # wall time of each save in the background writer
+    save_cpu_seconds: list[float]  # CPU time of each save (the writer thread's)
+    blocked_seconds: list[float]  # time the loop spent handing each save over (and waiting)
+    checkpoint_bytes: int  # size of the last checkpoint written (0 if none)
+
+
+class _Writer:
+    """Saves checkpoints on one background thread, one at a time.
+
+    The loop hands over the state (device arrays) and the host metrics; copying the state to
+    the host, stacking the metrics, encoding, hashing, writing, fsync, rename and pruning then
+    overlap the next chunk, which the loop dispatches first. A new save first waits for the
+    previous one, and the loop waits for the last before it returns (also when it fails), so no
+    two saves race and a finished run's files are on disk. A killed process loses at most the
+    save in flight; the previous checkpoint is whole (atomic rename). The thread lives as long
+    as the loop: handing over to a waiting thread is cheaper than starting one per save.
+    """
+
+    def __init__(self, store: Checkpoints | None):
+        self.store, self.error = store, None
+        self.seconds: list[float] = []
+        self.cpu: list[float] = []
+        self.blocked: list[float] = []
+        self.nbytes = 0
+        self.jobs: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="jaxnets-checkpoint",
+                                       daemon=True)
+        if store is not None:
+            self.thread.start()
+
+    def _serve(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            self._write(*job)
+            self.jobs.task_done()
+        self.jobs.task_done()
+
+    def submit(self, step: int, state: PyTree, outputs: list[PyTree], meta: dict) -> None:
+        t = time.perf_counter()
+        self.wait()
+        self.jobs.put((step, state, list(outputs), meta))
+        self.blocked.append(time.perf_counter() - t)
+
+    def _write(self, step, state, outputs, meta) -> None:
+        t, cpu = time.perf_counter(), time.thread_time()
+        try:
+            arrays, keys = to_host({"state": state, "outputs": _stack(outputs)})
+            path = self.store.write(step, encode_parts(arrays, keys, meta))
+            self.nbytes = path.stat().st_size
+        except BaseException as e:  # noqa: BLE001  (re-raised on the loop's thread)
+            self.error = e
+        self.seconds.append(time.perf_counter() - t)
+        self.cpu.append(time.thread_time() - cpu)
+
+    def wait(self) -> None:
+        """Block until the save in flight is on disk; re-raise its error, if any."""
+        self.jobs.join()
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def close(self) -> None:
+        """Finish the save in flight and end the thread (errors re-raised)."""
+        if self.thread.is_alive():
+            self.jobs.put(None)
+            self.thread.join()
+        self.wait()
+
+
+def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], num_chunks: int,
+               *, directory: str | Path | None = None, meta: Mapping[str, Any] | None = None,
+               every: int = 1, keep: int = 3, steps_per_chunk: int = 1, desc: str = "train",
+               progress: bool = True, outputs_like: PyTree | None = None,
+               stop: Callable[[PyTree], bool] | None = None) -> Chunked:
+    """``state, out = chunk(state)`` ``num_chunks`` times, saving a checkpoint as it goes.
+
+    With ``directory``: if it holds a checkpoint, the run resumes from the newest one (its meta
+    must equal ``meta``, else CheckpointError lists the differing fields); after every
+    ``every``-th chunk and after the last one, {state, outputs so far, chunk count} is saved
+    there as ``step-<chunks * steps_per_chunk>.ckpt`` (the newest ``keep`` files kept), written
+    in the background while the next chunk runs (``_Writer``).
+    ``chunk`` must be a pure function of the state (all randomness from keys in it; data order
+    from (key, step)), so a resumed run equals an uninterrupted one bit for bit.
+    ``every = 0`` never saves (nor resumes).
+    ``outputs_like``: one chunk's outputs as ``jax.ShapeDtypeStruct``s, needed to resume when
+    ``chunk`` cannot be traced by ``jax.eval_shape`` (default: traced).
+    ``stop(state)``: end early after a chunk where it is true (e.g. the run diverged); the
+    outputs then hold fewer than ``num_chunks`` chunks.
+    """
+    if not (isinstance(num_chunks, int) and num_chunks >= 1):
+        raise ValueError(f"num_chunks must be a positive integer, got {num_chunks!r}")
+    if not (isinstance(every, int) and every >= 0):
+        raise ValueError(f"every must be an integer >= 0, got {every!r}")
+    meta = json.loads(runs.to_json(dict(meta or {})))
+    store = Checkpoints(directory, keep) if directory is not None and every else None
+    outputs: list[PyTree] = []
+    if store is not None and (latest := store.latest()) is not None:
+        per_chunk = jax.eval_shape(chunk, state)[1] if outputs_like is None else outputs_like
+        state, outputs = _resume(latest, state, per_chunk, meta)
+    start = len(outputs)
+    if start > num_chunks:
+        raise CheckpointError(f"{store.latest()}: holds {start} chunks, more than the "
+                              f"{num_chunks} of this run")
+    writer = _Writer(store)
+    chunk_s, end = [], start if start > 0 and stop is not None and stop(state) else num_chunks
+    t = time.perf_counter()
+    running = chunk(state) if start < end else None  # chunk i runs while chunk i - 1 is saved
+    try:
+        for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
+                      total=num_chunks, disable=not progress):
+            state, out = running
+            outputs.append(jax.tree.map(np.asarray, out))
+            chunk_s.append(time.perf_counter() - t)
+            last = i + 1 == num_chunks or (stop is not None and stop(state))
+            try:
+                t = time.perf_counter()
+                running = None if last else chunk(state)
+            finally:  # the save is handed over after the next chunk's dispatch, or its failure
+                if store is not None and ((i + 1) % every == 0 or last):
+                    writer.submit((i + 1) * steps_per_chunk, state, outputs,
+                                  {"chunks": i + 1, **meta})
+            if last:
+                break
+    finally:
+        writer.close()
+    return Chunked(state, _stack(outputs), start, chunk_s, writer.seconds, writer.cpu,
+                   writer.blocked, writer.nbytes)
+
+
+def _stack(outputs: list[PyTree]) -> PyTree:
+    return jax.tree.map(lambda *xs: np.stack(xs), *outputs)
+
+
+def check_resumable(directory: str | Path, meta: Mapping[str, Any]) -> Path | None:
+    """The newest checkpoint in ``directory`` (None if there is none) after checking that it is
+    whole and was written by ``run_chunks`` with this ``meta``; CheckpointError otherwise."""
+    path = Checkpoints(directory).latest()
+    if path is None:
+        return None
+    saved = read_meta(path)
+    done = saved.get("chunks")
+    if not isinstance(done, int) or done < 1:
+        raise CheckpointError(f"{path}: its meta has no chunk count; not written by run_chunks")
+    diff = differences({k: v for k, v in saved.items() if k != "chunks"},
+                       json.loads(runs.to_json(dict(meta))))
+    if diff:
+        raise CheckpointError(f"{path}: the run was started with other settings; refusing to "
+                              "resume it with these. Differences: " + "; ".join(diff))
+    return path
+
+
+def _resume(path: Path, state: PyTree, per_chunk: PyTree, meta: dict) -> tuple[PyTree, list]:
+    check_resumable(path.parent, meta)
+    done = read_meta(path)["chunks"]
+    template = {"state": state, "outputs": jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct((done, *s.shape), s.dtype), per_chunk)}
+    tree, _ = load(path, template)
+    outputs = [jax.tree.map(lambda a, i=i: a[i], tree["outputs"]) for i in range(done)]
+    return tree["state"], outputs
