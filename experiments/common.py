@@ -141,8 +141,9 @@ def parse(config_cls: type, argv: list[str] | None) -> Any:
 
 def run_folder(config: RunFlags, name: str) -> Path:
     """The run folder: ``--resume``'s (after checking that the config agrees with the saved
-    one), else a new one with config.json written. A new run refuses a folder that holds
-    checkpoints, so no run's work is overwritten."""
+    one and that the newest checkpoint of every part is whole, so that nothing is written when
+    one of them is bad), else a new one with config.json written. A new run refuses a folder
+    that holds checkpoints, so no run's work is overwritten."""
     if config.resume is not None:
         saved = load_config(type(config), config.resume)
         diff = checkpoint.differences(settings(saved), settings(config))
@@ -150,6 +151,12 @@ def run_folder(config: RunFlags, name: str) -> Path:
             raise checkpoint.CheckpointError(
                 f"--resume {config.resume}: the flags differ from the run's config.json; "
                 "refusing to continue it with other settings: " + "; ".join(diff))
+        if not config.checkpoint_every:
+            raise checkpoint.CheckpointError(
+                "--resume with --checkpoint-every 0 would start the run over; leave it out")
+        for part in sorted(Path(config.resume, "checkpoints").glob("*")):
+            if (latest := checkpoint.Checkpoints(part).latest()) is not None:
+                checkpoint.read_meta(latest)  # every part is whole before any part resumes
         return Path(config.resume)
     run_dir = config.run_dir or runs.new_run_dir(config.out, name)
     if (run_dir / "checkpoints").exists():

@@ -21,7 +21,7 @@ from typing import Annotated
 import tyro
 
 from experiments import common, lr_sweep, sin_mlp
-from jaxnets import checkpoint, train
+from jaxnets import checkpoint, runs, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +61,12 @@ def extract(config: Config) -> dict:
         batch_size=swept.batch_size, optimizer=config.optimizer, seed=config.seed,
         dataset=swept.dataset, data_dir=swept.data_dir, eval_every=swept.eval_every,
         hidden=swept.hidden, out=config.out, run_dir=config.run_dir)
-    step = checkpoint.read_meta(source)["chunks"] * swept.eval_every  # checks the whole file
-    run_dir = common.run_folder(single, "sin_mlp")
-    dest = checkpoint.Checkpoints(run_dir / "checkpoints" / "sin_mlp").path(step)
-    train.extract_member(source, (config.lr_index, config.seed), dest,
-                         {"config": common.settings(single), "part": "sin_mlp"})
+    step = checkpoint.read_meta(source)["chunks"] * swept.eval_every
+    data = train.member_checkpoint(source, (config.lr_index, config.seed),
+                                   {"config": common.settings(single), "part": "sin_mlp"})
+    run_dir = common.run_folder(single, "sin_mlp")  # only once the member is in hand
+    dest = runs.atomic_write(
+        checkpoint.Checkpoints(run_dir / "checkpoints" / "sin_mlp").path(step), data)
     return {"run_dir": str(run_dir), "checkpoint": str(dest), "step": step,
             "learning_rate": single.learning_rate, "optimizer": config.optimizer,
             "seed": config.seed, "source": str(source)}

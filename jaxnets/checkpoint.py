@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import queue
 import re
 import struct
@@ -137,7 +138,7 @@ def _restore(header: dict, payload: memoryview, path: Path) -> dict[str, np.ndar
         if not ok:
             raise CheckpointError(f"{path}: corrupt header (entry {name!r}: {spec!r})")
         dt = jnp.dtype(dtype)
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)  # Python ints: no overflow
         if offset + count * dt.itemsize > len(payload):
             raise CheckpointError(f"{path}: corrupt header ({name!r} lies past the payload)")
         flat = (np.frombuffer(payload, dt, count, offset) if count
@@ -174,8 +175,10 @@ def _split(data: bytes, path: Path) -> tuple[dict, memoryview]:
     try:
         header = json.loads(data[start:start + n])
         size, digest = header["payload_bytes"], header["sha256"]
+        if not all(isinstance(header[k], dict) for k in ("arrays", "keys", "meta")):
+            raise TypeError("arrays, keys and meta must be objects")
     except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: corrupt header ({e})") from None
+        raise CheckpointError(f"{path}: corrupt header ({type(e).__name__}: {e})") from None
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: format {header.get('format')!r}; this jaxnets reads "
                               f"format {FORMAT}")
@@ -230,8 +233,11 @@ def decode(data: bytes, template: PyTree, path: str | Path = "<bytes>") -> tuple
         shown = "; ".join(problems[:8]) + (f"; and {len(problems) - 8} more"
                                            if len(problems) > 8 else "")
         raise CheckpointError(f"{path}: holds a different model or run than this one: {shown}")
-    out = [jax.random.wrap_key_data(arrays[n], impl=header["keys"][n]) if _is_key(v)
-           else arrays[n] for n, v in zip(names, leaves, strict=True)]
+    try:
+        out = [jax.random.wrap_key_data(arrays[n], impl=header["keys"][n]) if _is_key(v)
+               else arrays[n] for n, v in zip(names, leaves, strict=True)]
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{path}: corrupt PRNG key ({type(e).__name__}: {e})") from None
     return jax.tree.unflatten(treedef, out), header["meta"]
 
 
@@ -339,7 +345,7 @@ class _Writer:
 
     def submit(self, step: int, state: PyTree, outputs: list[PyTree], meta: dict) -> None:
         t = time.perf_counter()
-        self.wait()
+        self.wait()  # one save at a time; a failed one stops the run here
         self.jobs.put((step, state, list(outputs), meta))
         self.blocked.append(time.perf_counter() - t)
 
@@ -361,12 +367,13 @@ class _Writer:
             error, self.error = self.error, None
             raise error
 
-    def close(self) -> None:
-        """Finish the save in flight and end the thread (errors re-raised)."""
+    def close(self, reraise: bool = True) -> None:
+        """Finish the save in flight and end the thread; re-raise a save's error if asked."""
         if self.thread.is_alive():
             self.jobs.put(None)
             self.thread.join()
-        self.wait()
+        if reraise:
+            self.wait()
 
 
 def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], num_chunks: int,
@@ -405,9 +412,9 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
                               f"{num_chunks} of this run")
     writer = _Writer(store)
     chunk_s, end = [], start if start > 0 and stop is not None and stop(state) else num_chunks
-    t = time.perf_counter()
-    running = chunk(state) if start < end else None  # chunk i runs while chunk i - 1 is saved
     try:
+        t = time.perf_counter()
+        running = chunk(state) if start < end else None  # chunk i runs while i - 1 is saved
         for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
                       total=num_chunks, disable=not progress):
             state, out = running
@@ -420,11 +427,13 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
             finally:  # the save is handed over after the next chunk's dispatch, or its failure
                 if store is not None and ((i + 1) % every == 0 or last):
                     writer.submit((i + 1) * steps_per_chunk, state, outputs,
-                                  {"chunks": i + 1, **meta})
+                                  {**meta, "chunks": i + 1})
             if last:
                 break
-    finally:
-        writer.close()
+    except BaseException:
+        writer.close(reraise=False)  # the save in flight lands; the loop's error is the one
+        raise
+    writer.close()
     return Chunked(state, _stack(outputs), start, chunk_s, writer.seconds, writer.cpu,
                    writer.blocked, writer.nbytes)
 

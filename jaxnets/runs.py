@@ -1,7 +1,8 @@
 """Run folders: config, metrics (JSON lines), plots and params, every file written atomically.
 
-Each file is written to a temporary file in the same folder and renamed into place
-(``os.replace``), so a crash mid-write leaves either the old file or the new one, never a part.
+Each file is written to a temporary file in the same folder, fsynced and renamed into place
+(``os.replace``; the folder is fsynced too), so a crash mid-write leaves either the old file or
+the new one, never a part.
 Params are stored with ``flax.serialization`` (msgpack): loading them executes no code.
 """
 
@@ -37,6 +38,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | Iterable) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fd = os.open(path.parent, os.O_RDONLY)  # the rename itself survives a power cut
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return path
 
 

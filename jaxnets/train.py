@@ -542,8 +542,10 @@ class _Blocks(NamedTuple):
             rows.append([])
             for j in range(-(-self.n_s // self.b_s)):
                 block = _take_block((state, hps), (_LAYOUT, "h"), i, j, self.b_h, self.b_s)
-                args = jax.device_put((*block, *data), in_shardings)
-                rows[-1].append(self.compiled(*args))
+                out = self.compiled(*jax.device_put((*block, *data), in_shardings))
+                # with several blocks the grid's state waits on the host: a device holds one
+                # block at a time, as the memory plan assumes
+                rows[-1].append(out if self.count == 1 else jax.device_get(out))
         (params, opt_state, diverged_at), outputs = jax.tree.map(
             lambda *leaves: _assemble(leaves, len(rows[0]), self.n_h, self.n_s),
             *[r for row in rows for r in row])
@@ -597,9 +599,9 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     the whole grid's state (params, optimizer states, data keys, step, diverged_at, leaves
     [*grid, ...]) and the metrics so far are saved there (``checkpoint.run_chunks``, newest
     ``keep`` kept). If the folder already holds a checkpoint of this sweep, it resumes from
-    it, bit-identical to an uninterrupted run; one of another sweep (other grid, model, data or
-    settings) is refused, listing the differences. ``extract_member`` turns one member into an
-    ordinary single-run checkpoint.
+    it, bit-identical to an uninterrupted run; one of another sweep (another grid or order of
+    its axes, model, data shapes or settings) is refused, listing the differences.
+    ``extract_member`` turns one member into an ordinary single-run checkpoint.
 
     Args:
       learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
@@ -637,7 +639,7 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
               ("num_chunks", 1 if chunked else n_chunks))
     devices = list(devices or jax.devices())
     mesh = _mesh(devices, n_h, n_s)
-    state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)
+    state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)  # on the host
     data = jax.device_put((train_data, eval_data), jax.NamedSharding(mesh, P()))
     leaves, treedef = jax.tree.flatten((state, hps, *data))
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
@@ -676,39 +678,47 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
                        checkpoint=info)
 
 
-@partial(jax.jit, static_argnames=("n_h", "init", "optimizer"))
 def _sweep_init(keys: Array, n_h: int, *, init, optimizer) -> TrainState:
-    """Every member's initial state as _LAYOUT: seed j's params for all n_h hyperparameters."""
-    s = jax.vmap(partial(init_state, init=init, optimizer=optimizer))(keys)
-    wide = partial(jax.tree.map, lambda a: jnp.broadcast_to(a, (n_h, *a.shape)))
+    """Every member's initial state as _LAYOUT, seed j's for all n_h hyperparameters: host
+    views (``np.broadcast_to``) of one state per seed, so the grid costs no memory until a
+    block of it is sent to a device."""
+    s = _init_seeds(keys, init=init, optimizer=optimizer)
+    wide = partial(jax.tree.map, lambda a: np.broadcast_to(np.asarray(a), (n_h, *a.shape)))
     return TrainState(wide(s.params), wide(s.opt_state), s.key, s.step[0], wide(s.diverged_at))
 
 
+@partial(jax.jit, static_argnames=("init", "optimizer"))
+def _init_seeds(keys: Array, *, init, optimizer) -> TrainState:
+    return jax.vmap(partial(init_state, init=init, optimizer=optimizer))(keys)
+
+
 def _sweep_meta(grid: dict, train_data: Batch, eval_data: dict, **settings) -> dict:
-    """What a sweep checkpoint must agree on to be resumed: grid, model, data, settings."""
+    """What a sweep checkpoint must agree on to be resumed: the grid (axes in order), model,
+    data shapes and dtypes, settings."""
     shapes = lambda batch: [[list(jnp.shape(v)), str(jnp.result_type(v))] for v in batch]  # noqa: E731
-    return {"kind": "jaxnets.train.sweep", "grid": {k: v.tolist() for k, v in grid.items()},
-            "data": {"train": shapes(train_data), **{k: shapes(b) for k, b in eval_data.items()}},
+    return {"kind": "jaxnets.train.sweep", "grid_axes": list(grid),
+            "grid": {k: v.tolist() for k, v in grid.items()}, "train_data": shapes(train_data),
+            "eval_data": {k: shapes(b) for k, b in eval_data.items()},
             **{k: v if isinstance(v, int) else checkpoint.describe(v)
                for k, v in settings.items()}}
 
 
-def extract_member(source: str | os.PathLike, index: Sequence[int], destination: str | os.PathLike,
-                   meta: dict | None = None) -> Path:
-    """Member ``index`` (one index per grid axis) of a sweep checkpoint, written to
-    ``destination`` as an ordinary single-run checkpoint (``checkpoint.run_chunks`` with
-    chunks of ``eval_every`` steps, the layout of ``experiments.common.train_classifier``):
-    state TrainState(params, opt_state, key, step, diverged_at) and outputs (losses
+def member_checkpoint(source: str | os.PathLike, index: Sequence[int],
+                      meta: dict | None = None) -> bytes:
+    """Member ``index`` (one index per grid axis, in the grid's order) of a sweep checkpoint, as
+    the bytes of an ordinary single-run checkpoint (``checkpoint.run_chunks`` with chunks of
+    ``eval_every`` steps, the layout of ``experiments.common.train_classifier``): state
+    TrainState(params, opt_state, key, step, diverged_at) and outputs (losses
     [chunks, eval_every], metrics {k: [chunks]}); ``meta`` is stored beside the chunk count.
     """
     arrays, header = checkpoint.read_arrays(source)
     smeta = header["meta"]
     if smeta.get("kind") != "jaxnets.train.sweep":
         raise checkpoint.CheckpointError(f"{source}: not a sweep checkpoint")
-    shape = tuple(len(v) for v in smeta["grid"].values())
+    axes = {k: len(smeta["grid"][k]) for k in smeta["grid_axes"]}
     index = tuple(int(i) for i in index)
-    if len(index) != len(shape) or not all(0 <= i < n for i, n in zip(index, shape, strict=True)):
-        axes = dict(zip(smeta["grid"], shape, strict=True))
+    if len(index) != len(axes) or not all(
+            0 <= i < n for i, n in zip(index, axes.values(), strict=True)):
         raise IndexError(f"{source}: member index {index} is not in the grid {axes}")
     out = {}
     for name, a in arrays.items():
@@ -720,15 +730,21 @@ def extract_member(source: str | os.PathLike, index: Sequence[int], destination:
             out[name] = np.asarray(a[index])
         else:  # outputs [chunks, *grid, ...]
             out[name] = a[(slice(None), *index)]
-    data = checkpoint.encode_arrays(out, header["keys"], {"chunks": smeta["chunks"],
-                                                          **(meta or {})})
-    return runs.atomic_write(destination, data)
+    return checkpoint.encode_arrays(out, header["keys"], {**(meta or {}),
+                                                          "chunks": smeta["chunks"]})
+
+
+def extract_member(source: str | os.PathLike, index: Sequence[int],
+                   destination: str | os.PathLike, meta: dict | None = None) -> Path:
+    """``member_checkpoint`` written atomically to ``destination``."""
+    return runs.atomic_write(destination, member_checkpoint(source, index, meta))
 
 
 def _assemble(leaves, per_row: int, n_h: int, n_s: int) -> Array:
-    """Blocks [b_h, b_s, ...] (row-major) -> [n_h, n_s, ...], padding dropped."""
+    """Blocks [b_h, b_s, ...] (row-major; host arrays if several) -> [n_h, n_s, ...], padding
+    dropped."""
     if len(leaves) == 1:
         return leaves[0] if leaves[0].shape[:2] == (n_h, n_s) else leaves[0][:n_h, :n_s]
-    rows = [jnp.concatenate(leaves[i:i + per_row], axis=1)
+    rows = [np.concatenate(leaves[i:i + per_row], axis=1)
             for i in range(0, len(leaves), per_row)]
-    return jnp.concatenate(rows, axis=0)[:n_h, :n_s]
+    return np.concatenate(rows, axis=0)[:n_h, :n_s]

@@ -145,6 +145,7 @@ def _with_header(good: bytes, payload: bytes, **change) -> bytes:
     ({"dtype": "float64", "shape": [-1], "offset": 0}, "corrupt header (entry"),
     ({"dtype": "float64", "shape": [2], "offset": 8}, "lies past the payload"),
     ({"dtype": "float64", "shape": [2]}, "corrupt header (entry"),
+    ({"dtype": "float64", "shape": [2**70, 2**70], "offset": 0}, "lies past the payload"),
 ])
 def test_a_header_that_lies_about_its_arrays_is_refused(tmp_path, spec, needle):
     good = checkpoint.encode({"a": np.ones(2)})
@@ -152,6 +153,15 @@ def test_a_header_that_lies_about_its_arrays_is_refused(tmp_path, spec, needle):
     path.write_bytes(_with_header(good, np.ones(2).tobytes(), arrays={"['a']": spec}))
     with pytest.raises(CheckpointError, match=re.escape(needle)):
         checkpoint.load(path, {"a": np.ones(2)})
+
+
+def test_a_header_without_its_tables_is_refused(tmp_path):
+    good = checkpoint.encode({"a": np.ones(2)})
+    for change in ({"meta": []}, {"keys": None}, {"arrays": "x"}):
+        path = tmp_path / "bad.ckpt"
+        path.write_bytes(_with_header(good, np.ones(2).tobytes(), **change))
+        with pytest.raises(CheckpointError, match="corrupt header .*must be objects"):
+            checkpoint.load(path, {"a": np.ones(2)})
 
 
 def test_no_module_uses_pickle():
@@ -379,7 +389,27 @@ def test_extracted_member_is_the_members_own_run(tmp_path):
     losses, metrics = tree["outputs"]
     np.testing.assert_allclose(losses.reshape(-1), alone.train_loss, rtol=1e-5)
     np.testing.assert_allclose(metrics["train/loss"], alone.eval_metrics["train/loss"], rtol=1e-5)
-    with pytest.raises(IndexError, match="not in the grid"):
+    with pytest.raises(IndexError, match=r"not in the grid \{'learning_rate': 3, 'seed': 2\}"):
         train.extract_member(tmp_path / "step-000000030.ckpt", (3, 0), tmp_path / "x.ckpt")
     with pytest.raises(CheckpointError, match="not a sweep checkpoint"):
         train.extract_member(dest, (0, 0), tmp_path / "x.ckpt")
+
+
+def test_extract_member_follows_the_grid_axes_in_order(tmp_path):
+    """With an hparam axis between learning rate and seed (names not in alphabetical order),
+    member (lr 1, beta 0, seed 1) is the run alone with that lr, beta and seed."""
+    lrs, betas = np.array([1e-3, 1e-2, 3e-2], np.float32), [0.5, 0.9]
+    kw = {k: v for k, v in SWEEP.items() if k != "seeds"} | {"optimizer": optim.get("momentum"),
+                                                             "steps": 20}
+    data = _data()
+    train.sweep(lrs, data, {"train": data}, seeds=2, hparams={"beta": betas},
+                checkpoint_dir=tmp_path, **kw)
+    dest = train.extract_member(tmp_path / "step-000000020.ckpt", (1, 0, 1), tmp_path / "m.ckpt")
+    alone = train.fit(jax.random.key(1), lrs[1], data, {"train": data},
+                      hparams={"beta": betas[0]}, **kw)
+    arrays, _ = checkpoint.read_arrays(dest)
+    np.testing.assert_allclose(arrays["['state'].params['W1']"], alone.params["W1"], rtol=1e-5)
+    np.testing.assert_allclose(arrays["['outputs'][0]"].reshape(-1), alone.train_loss,
+                               rtol=1e-5)
+    with pytest.raises(IndexError, match=r"\{'learning_rate': 3, 'beta': 2, 'seed': 2\}"):
+        train.extract_member(tmp_path / "step-000000020.ckpt", (0, 2, 0), tmp_path / "x.ckpt")

@@ -188,7 +188,19 @@ def test_lr_sweep_resumes_bit_identical_and_a_member_extracts_to_its_own_run(tmp
                           seeds=2, steps=100, eval_every=20, hidden=16, keep=10,
                           run_dir=tmp_path / "a")
     lr_sweep.run(cfg, progress=False)
-    resumed = _cut_to(tmp_path / "a", tmp_path / "b", {"sgd": 100, "adam": 40})
+    resumed = _cut_to(tmp_path / "a", tmp_path / "b", {"sgd": 60, "adam": 40})
+    # a damaged checkpoint of the second part is found before the first part resumes
+    newest = resumed / "checkpoints" / "adam" / "step-000000040.ckpt"
+    good = newest.read_bytes()
+    newest.write_bytes(good[:-1])
+    before = _snapshot(resumed)
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"{newest}: truncated")):
+        lr_sweep.run(dataclasses.replace(cfg, run_dir=None, resume=resumed), progress=False)
+    with pytest.raises(checkpoint.CheckpointError, match="--checkpoint-every 0 would start"):
+        lr_sweep.run(dataclasses.replace(cfg, run_dir=None, resume=resumed, checkpoint_every=0),
+                     progress=False)
+    assert _snapshot(resumed) == before
+    newest.write_bytes(good)
     lr_sweep.run(dataclasses.replace(cfg, run_dir=None, resume=resumed), progress=False)
     assert _outputs(resumed) == _outputs(tmp_path / "a")
     # adam's member (lr 0.01, seed 1) at step 40, extracted and resumed as a sin_mlp run ...
