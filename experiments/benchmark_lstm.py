@@ -30,11 +30,7 @@ hand BPTT <= 1.1x jax.grad) as PASS/FAIL.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import importlib.metadata
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from functools import partial
@@ -301,15 +297,9 @@ def run(config: Config) -> dict:
         raise ValueError(f"benchmark_lstm: --warmup must be >= 0, got {config.warmup}")
     with jax.enable_x64(config.dtype == "float64"):
         res = bench(config)
-    kind, backend = jax.devices()[0].device_kind, jax.default_backend()
-    device = backend if kind == backend else f"{backend} {kind}"
     goals = [r["met"] for r in res["ratios"] if r["goal"] is not None]
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": " ".join(filter(None, (platform.node(), platform.machine(),
-                                          platform.processor(), f"{os.cpu_count()} CPUs"))),
-        "device": f"{device} ({len(jax.devices())} device(s))",
-        "jax": jax.__version__, "jaxlib": importlib.metadata.version("jaxlib"),
+        **common.environment(),
         "flax": flax.__version__,
         "config": dataclasses.asdict(config) | {"json": None},
         **res,
