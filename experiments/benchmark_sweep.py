@@ -8,7 +8,8 @@ Two cases, K learning rates each, ``--steps`` steps of ``--optimizer``:
   output);
 - small: the sin-MLP 64-256-10 at batch 64 on scikit-learn's digits (1,437 training images).
 (a) loop: ``fit(key, lr)`` for each lr, one executable compiled once, arguments checked once;
-(b) sweep: ``sweep(lrs, seeds=[0])``, one executable. Both use the same model code. The script
+(b) sweep: ``sweep(lrs, seeds=[0])``, one executable, arguments checked once (before timing,
+as for the loop). Both use the same model code. The script
 asserts that they produce the same losses and params, then times them alternately (ABBA) for
 ``--repeats`` rounds after one warm-up round; reported are medians, compile time apart (first
 call minus the median), the ratio loop / sweep, and achieved GFLOP/s (the matmul FLOPs of the
@@ -126,7 +127,7 @@ def bench_case(case: str, k: int, config: Config, train_data, bar) -> dict:
         return [train.fit(key, float(lr), train_data, validate=False, **kw) for lr in lrs]
 
     def one_sweep():
-        return train.sweep(lrs, train_data, seeds=[0], **kw)
+        return train.sweep(lrs, train_data, seeds=[0], validate=False, **kw)
 
     fns = {"loop": loop, "sweep": one_sweep}
     first = {name: _time(fn) for name, fn in fns.items()}

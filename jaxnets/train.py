@@ -435,9 +435,15 @@ def default_members_per_block(device, init: Callable, optimizer: OptimizerFactor
     sin-MLP runs 64 members faster in blocks of a few than in one); elsewhere no cap."""
     if device.platform != "cpu":
         return 2**31 - 1
-    state = jax.eval_shape(lambda k: init_state(k, init=init, optimizer=optimizer)[:2], key)
-    nbytes = sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(state))
+    nbytes = _state_bytes(init, optimizer, jax.ShapeDtypeStruct(key.shape, key.dtype))
     return max(1, CPU_BLOCK_STATE_BYTES // max(1, nbytes))
+
+
+@lru_cache(maxsize=32)
+def _state_bytes(init: Callable, optimizer: OptimizerFactory, key) -> int:
+    """Bytes of one member's params + optimizer state (traced once per model and optimizer)."""
+    state = jax.eval_shape(lambda k: init_state(k, init=init, optimizer=optimizer)[:2], key)
+    return sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(state))
 
 
 def _window(a, axis: int, start: int, size: int):
@@ -489,9 +495,11 @@ def _split(n: int, cap: int) -> int:
 
 @lru_cache(maxsize=32)
 def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, treedef,
-                 memory_limit: int, members_per_block: int) -> tuple[int, int, Callable]:
-    """Block sizes (b_h, b_s) and the compiled block: at most ``members_per_block`` members per
-    device, then halve the larger per-device axis until XLA's estimate fits ``memory_limit``.
+                 memory_limit: int, members_per_block: int
+                 ) -> tuple[int, int, Callable, int | None]:
+    """Block sizes (b_h, b_s), the compiled block and XLA's bytes per device for it: at most
+    ``members_per_block`` members per device, then halve the larger per-device axis until
+    XLA's estimate fits ``memory_limit``.
 
     ``avals``/``treedef``: the abstract (state [n_h, n_s] as _LAYOUT, hps {name: [n_h]},
     train_data, eval_data).
@@ -506,7 +514,7 @@ def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, tre
         compiled = fn.lower(*args, *data).compile()
         used = _compiled_bytes(compiled)
         if used is None or used <= memory_limit:
-            return b_h, b_s, compiled
+            return b_h, b_s, compiled, used
         if b_h == d_h and b_s == d_s:
             raise MemoryError(
                 f"sweep: one member per device needs {_mib(used)}, over the memory limit of "
@@ -569,7 +577,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
           eval_every: int | None = None, devices: Sequence | None = None,
           memory_limit: int | None = None, members_per_block: int | None = None,
           augment: AugmentFn | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          checkpoint_every: int = 1, keep: int = 3, progress: bool = False) -> SweepResult:
+          checkpoint_every: int = 1, keep: int = 3, progress: bool = False,
+          validate: bool = True) -> SweepResult:
     """Every (learning rate, hparams..., seed) combination of a grid, trained as one computation.
 
     ``jax.vmap`` of ``fit``'s scanned run, over hyperparameters (outer) and seeds (inner),
@@ -606,6 +615,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     Args:
       learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
       hparams: other traced optimizer hyperparameters, {name: [n]}, e.g. {"beta": [0.8, 0.9]}.
+      validate: check the arguments first (``validate_run``, which traces the loss on the data:
+        about 10 ms); a caller that already checked them may skip it, as with ``fit``.
       The rest as in ``fit``.
     Returns:
       SweepResult; arrays shaped [n_lr, *(len(v) for v in hparams), n_seed, ...].
@@ -616,10 +627,12 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     grid = _sweep_grid(learning_rates, dict(hparams or {}), seeds)
     keys = jax.vmap(jax.random.key)(jnp.asarray(grid["seed"]))
     hp_names = [k for k in grid if k != "seed"]
-    validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
-                 steps=steps, batch_size=batch_size, eval_every=eval_every, optimizer=optimizer,
-                 hparams={k: grid[k][0] for k in hp_names if k != "learning_rate"},
-                 augment=augment, where="sweep")
+    if validate:
+        validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
+                     steps=steps, batch_size=batch_size, eval_every=eval_every,
+                     optimizer=optimizer,
+                     hparams={k: grid[k][0] for k in hp_names if k != "learning_rate"},
+                     augment=augment, where="sweep")
     if not (isinstance(checkpoint_every, int) and checkpoint_every >= 0):
         raise ValueError(f"sweep: checkpoint_every must be an integer >= 0, got "
                          f"{checkpoint_every!r}")
@@ -645,9 +658,9 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
     if members_per_block is None:
         members_per_block = default_members_per_block(devices[0], init, optimizer, keys[0])
-    b_h, b_s, compiled = _plan_blocks(_sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef,
-                                      memory_limit or default_memory_limit(devices[0]),
-                                      members_per_block)
+    b_h, b_s, compiled, used = _plan_blocks(
+        _sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef,
+        memory_limit or default_memory_limit(devices[0]), members_per_block)
     blocks = _Blocks(compiled, b_h, b_s, n_h, n_s, eval_every * dict(static)["num_chunks"])
     info = None
     if chunked:
@@ -674,7 +687,7 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
         losses = losses.reshape(shape + (steps,))
         metrics = {k: v.reshape(shape + (n_chunks,)) for k, v in metrics.items()}
     return SweepResult(state.params, losses, metrics, state.diverged_at, grid=grid,
-                       blocks=blocks.count, bytes_per_device=_compiled_bytes(compiled),
+                       blocks=blocks.count, bytes_per_device=used,
                        checkpoint=info)
 
 

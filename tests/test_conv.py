@@ -76,6 +76,23 @@ class Conv2dTest(chex.TestCase):
             chex.assert_trees_all_close(pullback_m(dO), pullback(dO), atol=1e-12, rtol=1e-12)
 
     @chex.variants(with_jit=True, without_jit=True)
+    @given(kernel=pair, hw=st.tuples(st.integers(4, 40), st.integers(4, 40)), padding=paddings,
+           c_out=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
+    def test_single_channel_path_equals_the_definition(self, kernel, hw, padding, c_out, seed):
+        """conv2d_manual with C_in = 1, stride 1 (shifted multiply-adds forward; the filter
+        gradient as one matrix product over rows where the input is at most ROWS_MAX_WIDTH
+        kernels wide, else as a convolution): values and vjp equal the definition's."""
+        with jax.enable_x64(True):
+            x, F, b = _arrays(seed, (2, *hw, 1), (*kernel, 1, c_out))
+            O_ref, pullback = jax.vjp(
+                lambda x, F, b: conv_by_definition(x, F, b, 1, padding, 1), x, F, b)
+            O_m, pullback_m = jax.vjp(
+                self.variant(lambda x, F, b: conv2d_manual(x, F, b, padding=padding)), x, F, b)
+            chex.assert_trees_all_close(O_m, O_ref, atol=1e-12, rtol=1e-12)
+            dO = jnp.asarray(np.random.default_rng(seed + 1).normal(size=O_ref.shape))
+            chex.assert_trees_all_close(pullback_m(dO), pullback(dO), atol=1e-11, rtol=1e-11)
+
+    @chex.variants(with_jit=True, without_jit=True)
     def test_backward_equals_lax_autodiff(self):
         """Against jax.vjp of lax.conv_general_dilated itself, on fixed configurations."""
         for x_shape, F_shape, stride, padding, dilation in [

@@ -34,8 +34,10 @@ def test_feature_size_matches_the_network(in_shape, d5):
 
 
 def _net_with(conv, params, x, activation, pool):
-    """The same network written with a given conv function (for the autodiff reference)."""
-    act, pool_fn = lenet.ACTIVATIONS[activation], lenet.POOLS[pool]
+    """The same network written with a given conv function and lax's pooling (for the autodiff
+    reference)."""
+    act, pool_fn = lenet.ACTIVATIONS[activation], {"max": layers.max_pool,
+                                                   "avg": layers.avg_pool}[pool]
     h = pool_fn(act(conv(x, params["C1"]["F"], params["C1"]["b"])), 2)
     h = pool_fn(act(conv(h, params["C3"]["F"], params["C3"]["b"])), 2)
     h = act(layers.dense(params["F5"], h.reshape(h.shape[0], -1)))
@@ -45,8 +47,9 @@ def _net_with(conv, params, x, activation, pool):
 class LeNetGradTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_hand_derived_conv_gradients_equal_autodiff_float64(self):
-        """lenet's convs differentiate by conv2d_backward; the whole net's gradient equals
-        autodiff through lax's conv."""
+        """lenet's convs differentiate by conv2d_backward and its max pools by
+        max_pool_backward; the whole net's gradient equals autodiff through lax's conv and
+        reduce_window."""
         for activation, pool in [("relu", "max"), ("tanh", "avg"), ("sigmoid", "max")]:
             self._check_grads(activation, pool)
 
@@ -63,7 +66,7 @@ class LeNetGradTest(chex.TestCase):
                 return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[jnp.arange(3), y])
 
             chex.assert_trees_all_close(g, jax.grad(reference)(params), atol=1e-12, rtol=1e-10)
-            g_auto = jax.grad(partial(lenet.loss, **kw, conv="autodiff"))(params, (x, y))
+            g_auto = jax.grad(partial(lenet.loss, **kw, grads="autodiff"))(params, (x, y))
             chex.assert_trees_all_close(g, g_auto, atol=1e-12, rtol=1e-10)
 
 
@@ -94,7 +97,7 @@ def test_metrics_and_loss_agree():
     ((2, 32, 32, 1), [0], {}, r"y must have shape \[B\]"),
     ((2, 32, 32, 1), [0, 1], {"activation": "gelu"}, "unknown activation 'gelu'"),
     ((2, 32, 32, 1), [0, 1], {"pool": "median"}, "unknown pool 'median'"),
-    ((2, 32, 32, 1), [0, 1], {"conv": "fft"}, "unknown conv 'fft'"),
+    ((2, 32, 32, 1), [0, 1], {"grads": "fft"}, "unknown grads 'fft'"),
 ])
 def test_bad_input_raises_clear_errors(x_shape, y, kwargs, match):
     params = lenet.init(jax.random.key(0))

@@ -11,7 +11,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from jaxnets.layers.pool import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+from jaxnets.layers.pool import (
+    avg_pool,
+    avg_pool_backward,
+    max_pool,
+    max_pool_backward,
+    max_pool_manual,
+)
 
 GEOMETRY = ("window", "strides", "padding")
 
@@ -96,6 +102,7 @@ class PoolBackwardTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @given(case=pool_cases(), ties=st.booleans(), seed=st.integers(0, 2**31 - 1))
     def test_max_pool_backward_equals_autodiff(self, case, ties, seed):
+        """max_pool_backward, and max_pool_manual's vjp, equal autodiff's, ties included."""
         shape, window, strides, padding = case
         with jax.enable_x64(True):
             rng = np.random.default_rng(seed)
@@ -105,6 +112,15 @@ class PoolBackwardTest(chex.TestCase):
             manual = self.variant(max_pool_backward, static_argnames=GEOMETRY)(
                 dy, x, window=window, strides=strides, padding=padding)
             chex.assert_trees_all_close(manual, pullback(dy)[0], rtol=1e-12, atol=1e-12)
+
+            # max_pool_manual: max_pool's values, and jax.vjp runs the hand-derived routing
+            def value_and_grad(x, dy):
+                y_m, pull_m = jax.vjp(lambda x: max_pool_manual(x, window, strides, padding), x)
+                return y_m, pull_m(dy)[0]
+
+            y_m, dx_m = self.variant(value_and_grad)(x, dy)
+            np.testing.assert_array_equal(y_m, y)
+            chex.assert_trees_all_close(dx_m, pullback(dy)[0], rtol=1e-12, atol=1e-12)
 
     @chex.variants(with_jit=True, without_jit=True)
     @given(case=pool_cases(), count_include_pad=st.booleans(), seed=st.integers(0, 2**31 - 1))

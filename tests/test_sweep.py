@@ -177,3 +177,14 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_one_device():
     assert res["diverged_same"]
     for k in ("loss_4_vs_1", "metrics_4_vs_1", "params_4_vs_1", "member_vs_fit"):
         assert res[k] <= 1e-5, (k, res[k])
+
+
+def test_validate_false_skips_the_argument_checks(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("validate_run called")
+
+    monkeypatch.setattr(train, "validate_run", refuse)
+    r = _sweep([0.1], seeds=1, validate=False)
+    assert r.train_loss.shape == (1, 1, 40) and np.all(np.isfinite(r.train_loss))
+    with pytest.raises(AssertionError, match="validate_run called"):
+        _sweep([0.1], seeds=1)

@@ -4,7 +4,8 @@ hand-derived backward where the seeds derive one.
 - ``dense``, ``dense_init``, ``gelu``: jaxnets.layers.dense
 - ``conv2d``, ``conv2d_backward`` (backward as convolutions) and ``conv2d_manual`` (conv2d
   differentiated by conv2d_backward): jaxnets.layers.conv
-- ``max_pool``, ``avg_pool`` and their backward passes: jaxnets.layers.pool
+- ``max_pool``, ``avg_pool`` and their backward passes, ``max_pool_manual`` (max_pool
+  differentiated by max_pool_backward): jaxnets.layers.pool
 - ``conv1d``, ``correlate1d`` (numpy.convolve's full / valid / same): jaxnets.layers.conv1d
 - ``layer_norm``, ``batch_norm`` and ``batch_norm_backward``: jaxnets.layers.norm
 """
@@ -13,7 +14,13 @@ from jaxnets.layers.conv import ConvGrads, conv2d, conv2d_backward, conv2d_manua
 from jaxnets.layers.conv1d import conv1d, correlate1d
 from jaxnets.layers.dense import dense, dense_init, gelu
 from jaxnets.layers.norm import BatchNormGrads, batch_norm, batch_norm_backward, layer_norm
-from jaxnets.layers.pool import avg_pool, avg_pool_backward, max_pool, max_pool_backward
+from jaxnets.layers.pool import (
+    avg_pool,
+    avg_pool_backward,
+    max_pool,
+    max_pool_backward,
+    max_pool_manual,
+)
 
 __all__ = [
     "BatchNormGrads",
@@ -34,4 +41,5 @@ __all__ = [
     "layer_norm",
     "max_pool",
     "max_pool_backward",
+    "max_pool_manual",
 ]

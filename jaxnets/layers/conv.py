@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
 Padding = str | int | Sequence[tuple[int, int]]
@@ -139,6 +140,8 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _conv_manual(cfg: ConvConfig, x: Array, F: Array) -> Array:
+    if _single_channel(cfg, F.shape):
+        return _shifted_conv(x, F, cfg)
     return lax.conv_general_dilated(x, F, cfg.stride, cfg.padding, rhs_dilation=cfg.dilation,
                                     dimension_numbers=_NHWC)
 
@@ -149,7 +152,57 @@ def _conv_manual_fwd(cfg: ConvConfig, x: Array, F: Array):
 
 def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
     x, F = residuals
-    return _input_grad(dO, F, x.shape, cfg), _filter_grad(dO, x, F.shape, cfg)
+    if _single_channel(cfg, F.shape) and _pad(x, cfg).shape[2] <= ROWS_MAX_WIDTH * F.shape[1]:
+        dF = _rows_filter_grad(dO, x, F.shape, cfg)
+    else:
+        dF = _filter_grad(dO, x, F.shape, cfg)
+    return _input_grad(dO, F, x.shape, cfg), dF
+
+
+# A single-channel layer's filter gradient is one matrix product when the padded input is at
+# most this many kernel widths wide (the product does W_p / k_w times the convolution's work).
+ROWS_MAX_WIDTH = 8
+
+
+def _single_channel(cfg: ConvConfig, F_shape) -> bool:
+    """C_in = 1, stride 1, no dilation: a grayscale network's first layer (LeNet's C1), where
+    XLA:CPU's convolution kernels are slowest (experiments/benchmark_lenet.py)."""
+    return F_shape[2] == 1 and cfg.stride == (1, 1) and cfg.dilation == (1, 1)
+
+
+def _pad(x: Array, cfg: ConvConfig) -> Array:
+    """X_pad: x [B, H, W, C] with the configuration's zero padding."""
+    (lo_h, hi_h), (lo_w, hi_w) = cfg.padding
+    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0),
+                                               (0, 0, 0)))
+
+
+def _shifted_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
+    """O[n, i, j, o] = sum_{a, b} X_pad[n, i + a, j + b, 0] F[a, b, 0, o] for C_in = 1, stride 1:
+    k_h k_w multiply-adds of shifted views, which XLA fuses into one loop (LeNet's C1 forward:
+    0.5 ms against 3.7 ms for lax's convolution on the development CPU)."""
+    xp, (ho, wo) = _pad(x, cfg), cfg.out_hw
+    k_h, k_w = F.shape[:2]
+    terms = [xp[:, a:a + ho, b:b + wo, :] * F[a, b, 0] for a in range(k_h) for b in range(k_w)]
+    return sum(terms[1:], terms[0])
+
+
+def _rows_filter_grad(dO: Array, x: Array, F_shape, cfg: ConvConfig) -> Array:
+    """dF = X * dO for C_in = 1, stride 1, as one matrix product over the rows of X_pad:
+
+        M[(a, w), (j, o)] = sum_{n, i} X_pad[n, i + a, w] dO[n, i, j, o]      [k_h W_p, W_o C_out]
+        dF[a, b, 0, o]    = sum_j M[(a, j + b), (j, o)]
+
+    (LeNet's C1: 1.3 ms against 4.3 ms for the convolution form on the development CPU.)
+    """
+    k_h, k_w, _, c_out = F_shape
+    xp = _pad(x, cfg)[..., 0]  # [B, H_p, W_p]
+    (ho, wo), n, wp = cfg.out_hw, xp.shape[0], xp.shape[2]
+    rows = jnp.concatenate([xp[:, a:a + ho, :] for a in range(k_h)], axis=-1)  # [B, H_o, k_h W_p]
+    M = rows.reshape(n * ho, k_h * wp).T @ dO.reshape(n * ho, wo * c_out)
+    j = np.arange(wo)
+    diagonals = M.reshape(k_h, wp, wo, c_out)[:, j + np.arange(k_w)[:, None], j, :]
+    return diagonals.sum(axis=2)[:, :, None, :]  # [k_h, k_w, 1, C_out]
 
 
 _conv_manual.defvjp(_conv_manual_fwd, _conv_manual_bwd)

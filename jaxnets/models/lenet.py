@@ -8,11 +8,12 @@ Params ``{"C1": {"F", "b"}, "C3": {"F", "b"}, "F5": {"W", "b"}, "F6": {"W", "b"}
 "F7": {"W", "b"}}`` with F [5, 5, C_in, C_out] (HWIO) and W [d_in, d_out]; 61,706 numbers for
 32x32x1 input and 10 classes (tests/test_lenet.py counts them). The activation ("relu", "tanh",
 "sigmoid") and pooling ("max", "avg") are keyword arguments of ``apply``, ``loss`` and
-``metrics``; bind them with functools.partial for training. Convolutions are
-``layers.conv2d_manual`` by default (``conv="manual"``): their gradients are the hand-derived
-convolutions of seed 004 Q5, which XLA:CPU runs fast inside lax.scan where autodiff's are slow;
-``conv="autodiff"`` differentiates lax's convolution instead (experiments/benchmark_lenet.py
-compares them).
+``metrics``; bind them with functools.partial for training. Gradients are hand-derived by
+default (``grads="manual"``): convolutions are ``layers.conv2d_manual`` (the convolutions of
+seed 004 Q5, which XLA:CPU runs fast inside lax.scan where autodiff's are slow) and max pooling
+is ``layers.max_pool_manual`` (arg-max routing, faster than autodiff's SelectAndScatter on
+XLA:CPU); ``grads="autodiff"`` differentiates lax's convolution and reduce_window instead
+(experiments/benchmark_lenet.py compares them).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ Batch = tuple[Array, Array]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid}
-POOLS = {"max": layers.max_pool, "avg": layers.avg_pool}
-CONVS = {"manual": layers.conv2d_manual, "autodiff": layers.conv2d}
+POOLS = ("max", "avg")
+# grads -> (convolution, {pool: pooling}): whose derivative jax.grad uses
+GRADS = {"manual": (layers.conv2d_manual, {"max": layers.max_pool_manual,
+                                           "avg": layers.avg_pool}),
+         "autodiff": (layers.conv2d, {"max": layers.max_pool, "avg": layers.avg_pool})}
 CONV_KERNEL, CONV_CHANNELS, DENSE_UNITS = 5, (6, 16), (120, 84)
 
 _conv_init = jax.nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
@@ -79,12 +83,13 @@ def init(key: Array, in_shape: tuple[int, int, int] = (32, 32, 1), num_classes: 
 
 
 def apply(params: Params, x: Array, *, activation: str = "relu", pool: str = "max",
-          conv: str = "manual") -> Array:
+          grads: str = "manual") -> Array:
     """Logits [B, num_classes] for x [B, H, W, C_in]."""
     _check_choice("activation", activation, ACTIVATIONS)
     _check_choice("pool", pool, POOLS)
-    _check_choice("conv", conv, CONVS)
-    act, pool_fn, conv_fn = ACTIVATIONS[activation], POOLS[pool], CONVS[conv]
+    _check_choice("grads", grads, GRADS)
+    act, (conv_fn, pools) = ACTIVATIONS[activation], GRADS[grads]
+    pool_fn = pools[pool]
     h = pool_fn(act(conv_fn(x, params["C1"]["F"], params["C1"]["b"])), 2)
     h = pool_fn(act(conv_fn(h, params["C3"]["F"], params["C3"]["b"])), 2)
     h = h.reshape(h.shape[0], -1)  # [B, h, w, 16] -> [B, 16 h w]
