@@ -83,10 +83,10 @@ def _nchw_apply(params: lenet.Params, x: Array) -> Array:
     return h @ params["F7"]["W"] + params["F7"]["b"]
 
 
-def _loss_fn(conv: str, layout: str) -> Callable:
+def _loss_fn(grads: str, layout: str) -> Callable:
     if layout == "NCHW":
         return lambda p, x, y: jnp.mean(losses.softmax_cross_entropy(_nchw_apply(p, x), y))
-    return lambda p, x, y: lenet.loss(p, (x, y), grads=conv)
+    return lambda p, x, y: lenet.loss(p, (x, y), grads=grads)
 
 
 def _step(loss: Callable, opt: optax.GradientTransformation, carry, batch):

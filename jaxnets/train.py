@@ -435,13 +435,15 @@ def default_members_per_block(device, init: Callable, optimizer: OptimizerFactor
     sin-MLP runs 64 members faster in blocks of a few than in one); elsewhere no cap."""
     if device.platform != "cpu":
         return 2**31 - 1
-    nbytes = _state_bytes(init, optimizer, jax.ShapeDtypeStruct(key.shape, key.dtype))
+    nbytes = _state_bytes(init, optimizer, jax.ShapeDtypeStruct(key.shape, key.dtype),
+                          bool(jax.config.jax_enable_x64))
     return max(1, CPU_BLOCK_STATE_BYTES // max(1, nbytes))
 
 
 @lru_cache(maxsize=32)
-def _state_bytes(init: Callable, optimizer: OptimizerFactory, key) -> int:
-    """Bytes of one member's params + optimizer state (traced once per model and optimizer)."""
+def _state_bytes(init: Callable, optimizer: OptimizerFactory, key, x64: bool) -> int:
+    """Bytes of one member's params + optimizer state (traced once per model, optimizer and
+    x64 mode, which sets init's default dtypes)."""
     state = jax.eval_shape(lambda k: init_state(k, init=init, optimizer=optimizer)[:2], key)
     return sum(v.size * v.dtype.itemsize for v in jax.tree.leaves(state))
 

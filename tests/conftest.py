@@ -21,6 +21,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxnets"))
 # float32 tolerances assume float32 products; GPUs multiply float32 in TF32 (10-bit mantissas)
 # by default, which failed test_apply_is_vmappable_and_batch_first on an H200. No-op on CPU.
 jax.config.update("jax_default_matmul_precision", "highest")
+os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")  # for experiment subprocesses
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"

@@ -54,6 +54,61 @@ def _arrays(seed, x_shape, F_shape):
     return tuple(jnp.asarray(rng.normal(size=s)) for s in (x_shape, F_shape, F_shape[3:]))
 
 
+def primitives(jaxpr) -> list[str]:
+    """Names of every primitive in a jaxpr, sub-jaxprs (pjit, custom_vjp, scan...) included."""
+    names = []
+    for eqn in jaxpr.eqns:
+        names.append(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, list | tuple) else [value]:
+                if hasattr(sub, "eqns"):
+                    names += primitives(sub)
+                elif hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
+                    names += primitives(sub.jaxpr)
+    return names
+
+
+# (x [B, H, W, 1], F [k_h, k_w, 1, C_out], padding, filter gradient by "rows" or "conv")
+SINGLE_CHANNEL = [
+    ((3, 32, 32, 1), (5, 5, 1, 6), "VALID", "rows"),  # LeNet's C1
+    ((2, 9, 7, 1), (3, 2, 1, 4), "SAME", "rows"),
+    ((2, 5, 6, 1), (3, 3, 1, 2), 1, "rows"),
+    ((2, 6, 5, 1), (2, 3, 1, 2), ((1, 2), (0, 1)), "rows"),
+    ((1, 4, 4, 1), (4, 6, 1, 3), ((0, 0), (1, 1)), "rows"),  # kernel as wide as the padded input
+    ((1, 4, 4, 1), (1, 1, 1, 3), "VALID", "rows"),
+    ((2, 5, 40, 1), (2, 2, 1, 3), "VALID", "conv"),  # W_p = 40 > 8 k_w: as a convolution
+]
+
+
+@pytest.mark.parametrize("x_shape, F_shape, padding, filter_grad", SINGLE_CHANNEL)
+def test_single_channel_path_is_taken_and_right(x64, x_shape, F_shape, padding, filter_grad):
+    """C_in = 1, stride 1: no convolution in the forward, the filter gradient a matrix product
+    (one convolution left: dL/dX) where the input is narrow enough, else a convolution; values
+    and gradients equal the definition's, also vmapped over stacked kernels."""
+    x, F, b = _arrays(7, x_shape, F_shape)
+    fwd = jax.make_jaxpr(lambda x, F: conv2d_manual(x, F, padding=padding))(x, F)
+    assert "conv_general_dilated" not in primitives(fwd.jaxpr)
+    grad = jax.make_jaxpr(jax.grad(lambda F: conv2d_manual(x, F, padding=padding).sum()))(F)
+    assert primitives(grad.jaxpr).count("conv_general_dilated") == (
+        1 if filter_grad == "rows" else 2)
+    O_ref, pullback = jax.vjp(lambda x, F, b: conv_by_definition(x, F, b, 1, padding, 1), x, F, b)
+    O_m, pullback_m = jax.vjp(lambda x, F, b: conv2d_manual(x, F, b, padding=padding), x, F, b)
+    chex.assert_trees_all_close(O_m, O_ref, atol=1e-12, rtol=1e-12)
+    dO = jnp.asarray(np.random.default_rng(8).normal(size=O_ref.shape))
+    chex.assert_trees_all_close(pullback_m(dO), pullback(dO), atol=1e-11, rtol=1e-11)
+    Fs = jnp.stack([F, 2 * F, -F])
+    dF = jax.jit(jax.vmap(jax.grad(lambda F: jnp.sum(conv2d_manual(x, F, padding=padding) * dO))))
+    dF_ref = [jax.grad(lambda F: jnp.sum(conv_by_definition(x, F, 0.0, 1, padding, 1) * dO))(f)
+              for f in Fs]
+    chex.assert_trees_all_close(dF(Fs), jnp.stack(dF_ref), atol=1e-11, rtol=1e-11)
+
+
+def test_conv2d_manual_refuses_mixed_dtypes():
+    x, F = jnp.ones((1, 6, 6, 1), jnp.float32), jnp.ones((3, 3, 1, 2), jnp.float16)
+    with pytest.raises(TypeError, match="x and F must have one dtype, got float32 and float16"):
+        conv2d_manual(x, F)
+
+
 class Conv2dTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @given(case=conv_cases(), seed=st.integers(0, 2**31 - 1))

@@ -70,6 +70,23 @@ class LeNetGradTest(chex.TestCase):
             chex.assert_trees_all_close(g, g_auto, atol=1e-12, rtol=1e-10)
 
 
+def test_manual_grads_use_the_hand_derived_pool_and_conv_paths():
+    """grads="manual": no SelectAndScatter (max_pool_backward routes dy) and C1's filter
+    gradient a matrix product; grads="autodiff": lax's own derivatives."""
+    from test_conv import primitives
+
+    params = lenet.init(jax.random.key(0))
+    batch = (jnp.ones((2, 32, 32, 1)), jnp.asarray([0, 1]))
+    used = {g: primitives(jax.make_jaxpr(jax.grad(partial(lenet.loss, grads=g)))(
+        params, batch).jaxpr) for g in ("manual", "autodiff")}
+    assert "select_and_scatter_add" not in used["manual"]
+    assert "select_and_scatter_add" in used["autodiff"]
+    # manual: C3 forward, C3 dX, C3 dF, C1 dX (unused, dropped by XLA); autodiff: C1 and C3
+    # forward, C1 dF, C3 dX, C3 dF
+    assert used["manual"].count("conv_general_dilated") == 4
+    assert used["autodiff"].count("conv_general_dilated") == 5
+
+
 def test_jit_vmap_over_params_equals_a_loop():
     keys = jax.random.split(jax.random.key(0), 3)
     stacked = jax.vmap(lenet.init)(keys)

@@ -114,11 +114,11 @@ class PoolBackwardTest(chex.TestCase):
             chex.assert_trees_all_close(manual, pullback(dy)[0], rtol=1e-12, atol=1e-12)
 
             # max_pool_manual: max_pool's values, and jax.vjp runs the hand-derived routing
-            def value_and_grad(x, dy):
+            def value_and_vjp(x, dy):
                 y_m, pull_m = jax.vjp(lambda x: max_pool_manual(x, window, strides, padding), x)
                 return y_m, pull_m(dy)[0]
 
-            y_m, dx_m = self.variant(value_and_grad)(x, dy)
+            y_m, dx_m = self.variant(value_and_vjp)(x, dy)
             np.testing.assert_array_equal(y_m, y)
             chex.assert_trees_all_close(dx_m, pullback(dy)[0], rtol=1e-12, atol=1e-12)
 

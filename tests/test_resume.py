@@ -70,7 +70,7 @@ def test_sigkill_while_training_then_resume_is_bit_identical(tmp_path, reference
     assert proc.returncode == -signal.SIGKILL
     saved = _steps(run_dir)
     assert saved and saved[-1] < 5000 and not (run_dir / "results.json").exists()
-    # the kill may land mid-save: resume clears that half-written temporary file
+    # the kill may land mid-save; the resumed run's next save clears that temporary file
     before = {k: v for k, v in _snapshot(run_dir / "checkpoints").items()
               if not k.name.endswith(".tmp")}
     out = run_experiment("sin_mlp", "--resume", str(run_dir))

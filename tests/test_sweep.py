@@ -188,3 +188,17 @@ def test_validate_false_skips_the_argument_checks(monkeypatch):
     assert r.train_loss.shape == (1, 1, 40) and np.all(np.isfinite(r.train_loss))
     with pytest.raises(AssertionError, match="validate_run called"):
         _sweep([0.1], seeds=1)
+
+
+def _default_dtype_init(key):
+    return {"w": jax.random.normal(key, (1000,))}  # float32, or float64 with x64 on
+
+
+def test_members_per_block_follows_the_x64_mode():
+    """The cached per-member state size depends on the x64 mode where init uses default
+    dtypes: float64 members are twice as large, so half as many fit the CPU block budget."""
+    cpu, opt = jax.devices("cpu")[0], optim.get("sgd")
+    narrow = train.default_members_per_block(cpu, _default_dtype_init, opt, jax.random.key(0))
+    with jax.enable_x64(True):
+        wide = train.default_members_per_block(cpu, _default_dtype_init, opt, jax.random.key(0))
+    assert narrow == train.CPU_BLOCK_STATE_BYTES // 4000 and wide == narrow // 2

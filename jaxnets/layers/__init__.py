@@ -3,7 +3,7 @@ hand-derived backward where the seeds derive one.
 
 - ``dense``, ``dense_init``, ``gelu``: jaxnets.layers.dense
 - ``conv2d``, ``conv2d_backward`` (backward as convolutions) and ``conv2d_manual`` (conv2d
-  differentiated by conv2d_backward): jaxnets.layers.conv
+  differentiated by the hand-derived gradients): jaxnets.layers.conv
 - ``max_pool``, ``avg_pool`` and their backward passes, ``max_pool_manual`` (max_pool
   differentiated by max_pool_backward): jaxnets.layers.pool
 - ``conv1d``, ``correlate1d`` (numpy.convolve's full / valid / same): jaxnets.layers.conv1d

@@ -5,7 +5,9 @@ dilation d and channels):
 
     O[n, i, j, o] = b[o] + sum_{a, b, c} X_pad[n, s i + d a, s j + d b, c] F[a, b, c, o]
 
-Backward (seed 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call:
+Backward (seed 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call in
+``conv2d_backward`` (``conv2d_manual``'s single-channel path computes dL/dF as a matrix
+product instead, see ``_rows_filter_grad``):
 
     dL/dF = X * dL/dO    cross-correlation of the padded input with dL/dO, the batch axis
                          contracted; dL/dO's taps are spaced s apart (rhs dilation = stride) and
@@ -125,13 +127,19 @@ def conv2d(x: Array, F: Array, b: Array | None = None, *, stride=1, padding: Pad
 
 def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
                   padding: Padding = "VALID", dilation=1) -> Array:
-    """``conv2d`` whose derivative is ``conv2d_backward`` (a ``jax.custom_vjp``).
+    """``conv2d`` differentiated by the hand-derived gradients (a ``jax.custom_vjp``).
 
-    Same values as ``conv2d``; under jax.grad the hand-derived convolutions run instead of
-    autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
-    (see ``_nhwc_conv``); the LeNet model uses it.
+    Same values as ``conv2d``; under jax.grad the hand-derived convolutions of
+    ``conv2d_backward`` run instead of autodiff's. On XLA:CPU that is what keeps a conv net's
+    training step fast inside lax.scan (see ``_nhwc_conv``); the LeNet model uses it. For
+    C_in = 1, stride 1, dilation 1 the forward is k_h k_w shifted multiply-adds and dL/dF one
+    matrix product over rows (``_shifted_conv``, ``_rows_filter_grad``), faster on XLA:CPU.
+    Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
     """
     cfg = conv_config(x.shape, F.shape, stride, padding, dilation)
+    if x.dtype != F.dtype:
+        raise TypeError(f"conv2d_manual: x and F must have one dtype, got {x.dtype} and "
+                        f"{F.dtype}")
     if b is not None and b.shape != F.shape[3:]:
         raise ValueError(f"conv2d: b must have shape {F.shape[3:]}, got {b.shape}")
     out = _conv_manual(cfg, x, F)
@@ -152,7 +160,8 @@ def _conv_manual_fwd(cfg: ConvConfig, x: Array, F: Array):
 
 def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
     x, F = residuals
-    if _single_channel(cfg, F.shape) and _pad(x, cfg).shape[2] <= ROWS_MAX_WIDTH * F.shape[1]:
+    padded_width = x.shape[2] + sum(cfg.padding[1])
+    if _single_channel(cfg, F.shape) and padded_width <= ROWS_MAX_WIDTH * F.shape[1]:
         dF = _rows_filter_grad(dO, x, F.shape, cfg)
     else:
         dF = _filter_grad(dO, x, F.shape, cfg)

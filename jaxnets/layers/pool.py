@@ -192,9 +192,11 @@ def max_pool_manual(x: Array, window: int | Pair, strides: int | Pair | None = N
                     padding: Padding = "VALID") -> Array:
     """``max_pool`` whose derivative is ``max_pool_backward`` (a ``jax.custom_vjp``).
 
-    Same values and same gradients (ties included) as ``max_pool``; under jax.grad the
-    hand-derived routing runs instead of autodiff's SelectAndScatter, which XLA:CPU runs slowly
-    (experiments/benchmark_lenet.py: LeNet's step about 20 % faster). The LeNet model uses it.
+    Same values and same gradients (ties included) as ``max_pool`` on inputs without NaN (a
+    window holding NaN sends its gradient to the NaN here, to the largest number in autodiff);
+    under jax.grad the hand-derived routing runs instead of autodiff's SelectAndScatter, which
+    XLA:CPU runs slowly (experiments/benchmark_lenet.py: LeNet's step about 20 % faster). The
+    LeNet model uses it. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
     """
     return _max_pool_manual(_Geometry("max_pool", jnp.shape(x), window, strides, padding), x)
 
