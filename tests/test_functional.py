@@ -146,3 +146,12 @@ def test_sin_of_non_finite_is_nan():
     """NaN/inf pre-activations must stay non-finite so divergence is detected."""
     x = jnp.array([jnp.inf, -jnp.inf, jnp.nan], jnp.float32)
     assert np.all(np.isnan(F.sin(x))) and np.all(np.isnan(F.cos(x)))
+
+
+def test_float32_sin_and_cos_compile_to_elementwise_code():
+    """The quadrant choice is selects on the quadrant's bits: no reduction in the compiled code
+    (jnp.select became an arg-max reduction on XLA CPU, 15% of the digits sweep's step)."""
+    x = jnp.ones((64, 256), jnp.float32)
+    hlo = jax.jit(lambda x: (F.sin(x), F.cos(x))).lower(x).compile().as_text()
+    assert " reduce(" not in hlo
+    assert " sine(" not in hlo and " cosine(" not in hlo  # the polynomial, not XLA's sin
