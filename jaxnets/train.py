@@ -118,21 +118,27 @@ def train_step(state: TrainState, hparams: Hparams, batch: Batch, *, loss: LossF
     """One step of ``optimizer(**hparams)`` on ``batch``; returns (state, minibatch loss).
 
     With ``augment``, the step trains on ``augment(augment_key(state), batch)``.
-    If the loss or the new params are not finite, the step is not taken, ``diverged_at`` records
-    it, and every later step is a no-op whose loss reads NaN.
+    If the loss or the update is not finite, the step is not taken, ``diverged_at`` records it,
+    and every later step is a no-op whose loss reads NaN.
+
+    The update is checked, not the new params (as ``optax.apply_if_finite`` does): the check is
+    then known before params + update is formed, so selecting new or old params costs no
+    extra pass over them (a sweep is memory-bound outside its matrix products). Finite params
+    plus a finite update can still overflow when both are near the float maximum: that step is
+    taken, and the next one, whose loss reads the inf, is the one marked.
     """
     if augment is not None:
         batch = augment(augment_key(state), batch)
     value, grads = jax.value_and_grad(loss)(state.params, batch)
     updates, opt_state = optimizer(**hparams).update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
 
     healthy = state.diverged_at < 0
-    ok = jnp.isfinite(value) & _all_finite(params)
+    ok = jnp.isfinite(value) & _all_finite(updates)
     keep = healthy & ok
-    params, opt_state = jax.tree.map(
-        lambda new, old: jnp.where(keep, new, old), (params, opt_state),
-        (state.params, state.opt_state))
+    params = jax.tree.map(lambda p, u: jnp.where(keep, optax.apply_updates(p, u), p),
+                          state.params, updates)
+    opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), opt_state,
+                             state.opt_state)
     diverged_at = jnp.where(healthy & ~ok, state.step, state.diverged_at)
     value = jnp.where(healthy, value, jnp.nan)
     return TrainState(params, opt_state, state.key, state.step + 1, diverged_at), value

@@ -105,10 +105,12 @@ def test_adding_run_folder_table_and_cli(tmp_path):
 
 
 def test_lstm_solves_the_adding_problem_and_the_rnn_does_not(tmp_path):
-    """The issue's claim at a size a test can afford (T = 50, 800 Adam steps, lr 1e-2): both
+    """The issue's claim at a size a test can afford (T = 50, 800 Adam steps, lr 2e-2): both
     LSTM seeds end below the solved threshold, both tanh RNN seeds near the mean predictor's 1/6.
-    (The README reports the T = 100 default run.)"""
-    cfg = adding.Config(T=50, hidden=16, count=1, lr_min=1e-2, lr_max=1e-2, seeds=2, steps=800,
+    (The README reports the T = 100 default run.) At lr 1e-2 the step where an LSTM leaves the
+    1/6 plateau is close to 800 for some seeds, so a one-ulp change in the compiled update
+    decided the outcome; at 2e-2 all of 8 seeds end below 0.002 (and every RNN above 0.15)."""
+    cfg = adding.Config(T=50, hidden=16, count=1, lr_min=2e-2, lr_max=2e-2, seeds=2, steps=800,
                         eval_every=200, n_train=4096, n_test=512, batch_size=32, run_dir=tmp_path)
     res = adding.run(cfg, progress=False)
     final = {cell: res["per_cell"][cell]["mse"][..., -1] for cell in ("lstm", "rnn")}

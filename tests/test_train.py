@@ -115,6 +115,39 @@ def test_divergence_is_caught_masked_and_raised():
     train.raise_if_diverged(_fit().diverged_at)  # a healthy run passes
 
 
+def _guard_steps(loss, w0: float, lr: float, n: int = 3):
+    """n jitted train_steps of SGD on loss(w) from w = w0: (w, diverged_at, loss) after each."""
+    sgd = optim.get("sgd")
+    params = {"w": jnp.float32(w0)}
+    state = train.TrainState(params, sgd(learning_rate=lr).init(params), jax.random.key(0),
+                             jnp.int32(0), jnp.int32(-1))
+    step = jax.jit(partial(train.train_step, loss=lambda p, _: loss(p["w"]), optimizer=sgd))
+    out = []
+    for _ in range(n):
+        state, value = step(state, {"learning_rate": jnp.float32(lr)}, None)
+        out.append((float(state.params["w"]), int(state.diverged_at), float(value)))
+    return out
+
+
+def test_step_guard_checks_the_loss_and_the_update():
+    """An infinite gradient under a finite loss (-sqrt(w) at 0) is refused like a NaN loss: the
+    params stay, the step is marked, later steps are no-ops with NaN losses."""
+    (w, d, v), *later = _guard_steps(lambda w: -jnp.sqrt(w), 0.0, 0.1)
+    assert (w, d, v) == (0.0, 0, 0.0)
+    assert all(w == 0.0 and d == 0 and np.isnan(v) for w, d, v in later)
+    healthy = _guard_steps(lambda w: -jnp.sqrt(w), 1.0, 0.1)
+    assert all(d == -1 for _, d, _ in healthy)
+    assert healthy[0][0] == pytest.approx(1.05)  # w + 0.1 / (2 sqrt(w))
+
+
+def test_step_guard_marks_an_overflowing_sum_one_step_late():
+    """The documented corner: finite w and a finite update whose sum overflows. That step is
+    taken (w = inf); the next step's loss is -inf, so it is the step marked."""
+    (w1, d1, v1), (w2, d2, v2), _ = _guard_steps(lambda w: -w, 3e38, 3e38)
+    assert v1 == np.float32(-3e38) and w1 == np.inf and d1 == -1
+    assert v2 == -np.inf and w2 == np.inf and d2 == 1
+
+
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(steps=50), ValueError, r"steps \(50\) must be a multiple of eval_every \(20\)"),
     (dict(batch_size=500), ValueError, r"batch_size \(500\) exceeds the 96 training"),
