@@ -56,7 +56,7 @@ class TrainState(NamedTuple):
 class FitResult(NamedTuple):
     """What ``fit`` returns. Losses after divergence are NaN (masked)."""
 
-    params: PyTree  # final params (the last finite ones if the run diverged)
+    params: PyTree  # final params (if the run diverged, those before its marked step)
     train_loss: Array  # [steps] minibatch loss at each step, before its update
     eval_metrics: dict[str, Array]  # "split/metric" -> [steps // eval_every]
     diverged_at: Array  # int32 [], -1 if the run stayed finite
@@ -331,7 +331,7 @@ class SweepResult(NamedTuple):
     """What ``sweep`` returns; every array has the grid's shape in front.
 
     ``grid`` maps axis name to values in axis order: "learning_rate", then each name of
-    ``hparams``, then "seed". A member whose loss or params became non-finite has
+    ``hparams``, then "seed". A member whose loss or update became non-finite has
     ``diverged_at`` >= 0 and NaN losses and eval metrics from that step on; no other member is
     affected.
     """
