@@ -20,7 +20,7 @@ def _blocks(lang):
 def test_two_commands_and_ci_runs_the_test_command():
     commands = [b.strip() for b in _blocks("bash")[:2]]
     assert "python -m experiments.sin_mlp" in commands[0]
-    assert commands[1].endswith("python -m pytest -n auto")
+    assert commands[1].endswith("python -m pytest -n auto --maxprocesses 4")
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
 
 
