@@ -135,10 +135,9 @@ def train_step(state: TrainState, hparams: Hparams, batch: Batch, *, loss: LossF
     healthy = state.diverged_at < 0
     ok = jnp.isfinite(value) & _all_finite(updates)
     keep = healthy & ok
-    params = jax.tree.map(lambda p, u: jnp.where(keep, optax.apply_updates(p, u), p),
-                          state.params, updates)
-    opt_state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), opt_state,
-                             state.opt_state)
+    params, opt_state = jax.tree.map(
+        lambda new, old: jnp.where(keep, new, old),
+        (optax.apply_updates(state.params, updates), opt_state), (state.params, state.opt_state))
     diverged_at = jnp.where(healthy & ~ok, state.step, state.diverged_at)
     value = jnp.where(healthy, value, jnp.nan)
     return TrainState(params, opt_state, state.key, state.step + 1, diverged_at), value
