@@ -11,8 +11,9 @@ Each variant trains the 61,706-parameter LeNet (relu, max pool) with Adam (lr 1e
 - ``scan/<grads>/<layout>``: the whole epoch inside one ``lax.scan`` (what ``train.fit`` and a
   vmapped ``train.sweep`` run);
 - ``<grads>``: ``manual`` = ``lenet.loss(grads="manual")``: ``layers.conv2d_manual``
-  (gradients by the hand-derived convolutions, written in XLA:CPU's canonical NHWC/HWIO form)
-  and ``layers.max_pool_manual`` (arg-max routing); ``autodiff`` = jax.grad through
+  (the hand-derived gradients: for LeNet's stride-1, few-channel layers matrix products over
+  image rows, else convolutions in XLA:CPU's canonical NHWC/HWIO form) and
+  ``layers.max_pool_manual`` (arg-max routing); ``autodiff`` = jax.grad through
   ``lax.conv_general_dilated`` and ``lax.reduce_window``; ``<layout>``: NHWC (jaxnets' layout)
   or NCHW/OIHW;
 - ``torch/eager``: the same network and optimizer in PyTorch (skipped if torch is missing).

@@ -68,30 +68,35 @@ def primitives(jaxpr) -> list[str]:
     return names
 
 
-# (x [B, H, W, 1], F [k_h, k_w, 1, C_out], padding, filter gradient by "rows" or "conv")
-SINGLE_CHANNEL = [
+# (x [B, H, W, C_in], F [k_h, k_w, C_in, C_out], padding, backward by "rows" or "conv")
+STRIDE_ONE = [
     ((3, 32, 32, 1), (5, 5, 1, 6), "VALID", "rows"),  # LeNet's C1
+    ((3, 14, 14, 6), (5, 5, 6, 16), "VALID", "rows"),  # LeNet's C3
     ((2, 9, 7, 1), (3, 2, 1, 4), "SAME", "rows"),
+    ((2, 8, 9, 3), (3, 3, 3, 4), "SAME", "rows"),
     ((2, 5, 6, 1), (3, 3, 1, 2), 1, "rows"),
     ((2, 6, 5, 1), (2, 3, 1, 2), ((1, 2), (0, 1)), "rows"),
+    ((2, 6, 7, 2), (2, 3, 2, 5), ((1, 2), (0, 1)), "rows"),
     ((1, 4, 4, 1), (4, 6, 1, 3), ((0, 0), (1, 1)), "rows"),  # kernel as wide as the padded input
     ((1, 4, 4, 1), (1, 1, 1, 3), "VALID", "rows"),
-    ((2, 5, 40, 1), (2, 2, 1, 3), "VALID", "conv"),  # W_p = 40 > 8 k_w: as a convolution
+    ((2, 5, 40, 1), (2, 2, 1, 3), "VALID", "conv"),  # W_p = 40 > 8 k_w: as convolutions
+    ((2, 5, 40, 3), (2, 2, 3, 3), "VALID", "conv"),
+    ((2, 6, 6, 8), (3, 3, 8, 16), 1, "conv"),  # C_in C_out = 128 > 96
 ]
 
 
-@pytest.mark.parametrize("x_shape, F_shape, padding, filter_grad", SINGLE_CHANNEL)
-def test_single_channel_path_is_taken_and_right(x64, x_shape, F_shape, padding, filter_grad):
-    """C_in = 1, stride 1: under jax.grad no convolution in the forward, the filter gradient a
-    matrix product (one convolution left: dL/dX) where the input is narrow enough, else a
-    convolution; evaluation (no grad) is lax's convolution; values and gradients equal the
-    definition's, also vmapped over stacked kernels."""
+@pytest.mark.parametrize("x_shape, F_shape, padding, backward", STRIDE_ONE)
+def test_stride_one_paths_are_taken_and_right(x64, x_shape, F_shape, padding, backward):
+    """Stride 1: under jax.grad no convolution in a single-channel forward, and none in the
+    backward where the row products pay (else two: dL/dF, dL/dX); evaluation (no grad) is
+    lax's convolution; values and gradients equal the definition's, also vmapped over stacked
+    kernels and over stacked inputs (where the forward's fusion barrier becomes a select)."""
     x, F, b = _arrays(7, x_shape, F_shape)
     fwd = jax.make_jaxpr(lambda x, F: conv2d_manual(x, F, padding=padding))(x, F)
     assert primitives(fwd.jaxpr).count("conv_general_dilated") == 1
     grad = jax.make_jaxpr(jax.grad(lambda F: conv2d_manual(x, F, padding=padding).sum()))(F)
     assert primitives(grad.jaxpr).count("conv_general_dilated") == (
-        1 if filter_grad == "rows" else 2)
+        (0 if F_shape[2] == 1 else 1) + (0 if backward == "rows" else 2))
     O_ref, pullback = jax.vjp(lambda x, F, b: conv_by_definition(x, F, b, 1, padding, 1), x, F, b)
     O_m, pullback_m = jax.vjp(lambda x, F, b: conv2d_manual(x, F, b, padding=padding), x, F, b)
     chex.assert_trees_all_close(O_m, O_ref, atol=1e-12, rtol=1e-12)
@@ -99,11 +104,34 @@ def test_single_channel_path_is_taken_and_right(x64, x_shape, F_shape, padding, 
                                 rtol=1e-12)
     dO = jnp.asarray(np.random.default_rng(8).normal(size=O_ref.shape))
     chex.assert_trees_all_close(pullback_m(dO), pullback(dO), atol=1e-11, rtol=1e-11)
-    Fs = jnp.stack([F, 2 * F, -F])
-    dF = jax.jit(jax.vmap(jax.grad(lambda F: jnp.sum(conv2d_manual(x, F, padding=padding) * dO))))
-    dF_ref = [jax.grad(lambda F: jnp.sum(conv_by_definition(x, F, 0.0, 1, padding, 1) * dO))(f)
-              for f in Fs]
-    chex.assert_trees_all_close(dF(Fs), jnp.stack(dF_ref), atol=1e-11, rtol=1e-11)
+
+    def vjp_m(x, F):
+        return jax.vjp(lambda x, F: conv2d_manual(x, F, padding=padding), x, F)[1](dO)
+
+    def vjp_ref(x, F):
+        return jax.vjp(lambda x, F: conv_by_definition(x, F, 0.0, 1, padding, 1), x, F)[1](dO)
+
+    Fs, xs = jnp.stack([F, 2 * F, -F]), jnp.stack([x, -x])
+    chex.assert_trees_all_close(jax.jit(jax.vmap(vjp_m, (None, 0)))(x, Fs),
+                                jax.vmap(vjp_ref, (None, 0))(x, Fs), atol=1e-11, rtol=1e-11)
+    chex.assert_trees_all_close(jax.jit(jax.vmap(vjp_m, (0, None)))(xs, F),
+                                jax.vmap(vjp_ref, (0, None))(xs, F), atol=1e-11, rtol=1e-11)
+
+
+def test_single_channel_forward_is_stored_once_on_cpu():
+    """Under jax.grad, XLA:CPU gets the shifted forward as a conditional's result (a fusion
+    boundary: its consumers read it instead of recomputing its k_h k_w multiply-adds);
+    without grad there is no conditional."""
+    cpu = jax.devices("cpu")[0]  # the test suite may run on a GPU: compile for the CPU
+    x, F = (jax.device_put(jnp.ones(s, jnp.float32), cpu) for s in ((2, 12, 12, 1), (5, 5, 1, 6)))
+
+    def loss(F, x):  # x an argument: a constant x would let XLA fold the predicate
+        return jnp.sum(jax.nn.relu(conv2d_manual(x, F)) ** 2)
+
+    assert jax.jit(jax.grad(loss)).lower(F, x).compile().as_text().count(" conditional(") == 1
+    assert " conditional(" not in jax.jit(loss).lower(F, x).compile().as_text()
+    # an empty batch has no element to test: no cond, and dL/dF = 0
+    np.testing.assert_array_equal(jax.grad(loss)(F, x[:0]), np.zeros(F.shape))
 
 
 def test_conv2d_manual_refuses_mixed_dtypes():
@@ -135,13 +163,14 @@ class Conv2dTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     @given(kernel=pair, hw=st.tuples(st.integers(4, 40), st.integers(4, 40)), padding=paddings,
-           c_out=st.integers(1, 4), seed=st.integers(0, 2**31 - 1))
-    def test_single_channel_path_equals_the_definition(self, kernel, hw, padding, c_out, seed):
-        """conv2d_manual with C_in = 1, stride 1 (shifted multiply-adds forward; the filter
-        gradient as one matrix product over rows where the input is at most ROWS_MAX_WIDTH
-        kernels wide, else as a convolution): values and vjp equal the definition's."""
+           c_in=st.sampled_from([1, 1, 2, 3]), c_out=st.integers(1, 4),
+           seed=st.integers(0, 2**31 - 1))
+    def test_stride_one_paths_equal_the_definition(self, kernel, hw, padding, c_in, c_out, seed):
+        """conv2d_manual with stride 1 (for C_in = 1 shifted multiply-adds forward; both
+        gradients as matrix products over rows where the input is at most ROWS_MAX_WIDTH kernels
+        wide, else as convolutions): values and vjp equal the definition's."""
         with jax.enable_x64(True):
-            x, F, b = _arrays(seed, (2, *hw, 1), (*kernel, 1, c_out))
+            x, F, b = _arrays(seed, (2, *hw, c_in), (*kernel, c_in, c_out))
             O_ref, pullback = jax.vjp(
                 lambda x, F, b: conv_by_definition(x, F, b, 1, padding, 1), x, F, b)
             O_m, pullback_m = jax.vjp(

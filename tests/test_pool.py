@@ -146,7 +146,23 @@ FIXED = [
     ((1, 7, 7, 2), (3, 2), (2, 1), "SAME"),  # overlap along both axes, uneven SAME pads
     ((2, 5, 4, 1), (2, 3), (3, 2), ((1, 1), (2, 0))),  # stride > window along H
     ((1, 4, 4, 1), (2, 2), None, "VALID"),  # strides default to the window
+    # non-overlapping windows (strides == window: max_pool_backward's tiled routing)
+    ((2, 7, 5, 2), (2, 2), (2, 2), "VALID"),  # a trailing row and column no window reads
+    ((1, 7, 8, 2), (3, 2), (3, 2), "SAME"),
+    ((2, 6, 5, 1), (2, 3), (2, 3), ((1, 0), (2, 1))),  # padded rows no window reads either
 ]
+
+
+def test_non_overlapping_windows_route_by_tiling():
+    """strides == window: no interior-padded lax.pad (one per window offset otherwise)."""
+
+    x = jnp.ones((1, 6, 6, 1))
+    for window, out, pads in ((2, 3, 0), (3, 2, 9)):  # strides 2: the second overlaps
+        jaxpr = jax.make_jaxpr(lambda dy, x, k=window: max_pool_backward(dy, x, k, 2))(
+            jnp.ones((1, out, out, 1)), x)
+        interior = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "pad"
+                    and any(c[2] > 0 for c in e.params["padding_config"])]
+        assert len(interior) == pads
 
 
 @pytest.mark.parametrize("shape, window, strides, padding", FIXED)

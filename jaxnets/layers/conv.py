@@ -6,8 +6,8 @@ dilation d and channels):
     O[n, i, j, o] = b[o] + sum_{a, b, c} X_pad[n, s i + d a, s j + d b, c] F[a, b, c, o]
 
 Backward (seed 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call in
-``conv2d_backward`` (``conv2d_manual``'s single-channel path computes dL/dF as a matrix
-product instead, see ``_rows_filter_grad``):
+``conv2d_backward`` (``conv2d_manual`` computes both as matrix products over image rows
+instead where that is faster on XLA:CPU, see ``_rows_filter_grad`` and ``_rows_input_grad``):
 
     dL/dF = X * dL/dO    cross-correlation of the padded input with dL/dO, the batch axis
                          contracted; dL/dO's taps are spaced s apart (rhs dilation = stride) and
@@ -129,13 +129,14 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
                   padding: Padding = "VALID", dilation=1) -> Array:
     """``conv2d`` differentiated by the hand-derived gradients (a ``jax.custom_vjp``).
 
-    Same values as ``conv2d``; under jax.grad the hand-derived convolutions of
-    ``conv2d_backward`` run instead of autodiff's. On XLA:CPU that is what keeps a conv net's
-    training step fast inside lax.scan (see ``_nhwc_conv``); the LeNet model uses it. For
-    C_in = 1, stride 1, dilation 1 the forward under jax.grad is k_h k_w shifted multiply-adds
-    and dL/dF one matrix product over rows (``_shifted_conv``, ``_rows_filter_grad``), faster on
-    XLA:CPU; not differentiated (evaluation) it is lax's convolution, like ``conv2d``.
-    Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
+    Same values as ``conv2d``; under jax.grad the hand-derived gradients run instead of
+    autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
+    (see ``_nhwc_conv``); the LeNet model uses it. Stride 1, no dilation, few channels and a
+    narrow input (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one matrix product
+    over image rows (``_rows_filter_grad``, ``_rows_input_grad``), else the convolutions of
+    ``conv2d_backward``. C_in = 1, stride 1, no dilation: the forward under jax.grad is k_h k_w
+    shifted multiply-adds (``_shifted_conv``); not differentiated (evaluation) it is lax's
+    convolution, like ``conv2d``. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
     """
     cfg = conv_config(x.shape, F.shape, stride, padding, dilation)
     if x.dtype != F.dtype:
@@ -161,30 +162,63 @@ def _conv_manual(cfg: ConvConfig, x: Array, F: Array) -> Array:
 
 
 def _conv_manual_fwd(cfg: ConvConfig, x: Array, F: Array):
-    """Under jax.grad: the shifted form for one input channel (faster in the training step)."""
-    O = _shifted_conv(x, F, cfg) if _single_channel(cfg, F.shape) else _lax_conv(x, F, cfg)
+    """Under jax.grad: the shifted form for one input channel, stored once (``_materialised``)."""
+    if _single_channel(cfg, F.shape):
+        O = _materialised(lambda x, F: _shifted_conv(x, F, cfg), x, F)
+    else:
+        O = _lax_conv(x, F, cfg)
     return O, (x, F)
 
 
 def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
     x, F = residuals
-    padded_width = x.shape[2] + sum(cfg.padding[1])
-    if _single_channel(cfg, F.shape) and padded_width <= ROWS_MAX_WIDTH * F.shape[1]:
-        dF = _rows_filter_grad(dO, x, F.shape, cfg)
-    else:
-        dF = _filter_grad(dO, x, F.shape, cfg)
-    return _input_grad(dO, F, x.shape, cfg), dF
+    if _rows_pay(cfg, x.shape, F.shape):
+        return _rows_input_grad(dO, F, cfg), _rows_filter_grad(dO, x, F.shape, cfg)
+    return _input_grad(dO, F, x.shape, cfg), _filter_grad(dO, x, F.shape, cfg)
 
 
-# A single-channel layer's filter gradient is one matrix product when the padded input is at
-# most this many kernel widths wide (the product does W_p / k_w times the convolution's work).
-ROWS_MAX_WIDTH = 8
+# The row products do W_p / k_w times a convolution's work (W_p the padded input width); they
+# are used while W_p <= ROWS_MAX_WIDTH k_w and C_in C_out <= ROWS_MAX_CHANNELS, where
+# XLA:CPU's convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). Measured alone on
+# the development CPU, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3 against 4.3 ms;
+# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 4 -> 8 channels,
+# 28 wide, 3x3: 3.6 / 2.6 against 4.5 / 6.1 ms; 16 -> 16, 16 wide, 3x3 (not taken): 10.1 / 5.4
+# against 2.7 / 2.5 ms. Both forms give the same values (tests/test_conv.py).
+ROWS_MAX_WIDTH, ROWS_MAX_CHANNELS = 8, 96
+
+
+def _rows_pay(cfg: ConvConfig, x_shape, F_shape) -> bool:
+    """Stride 1, no dilation, C_in C_out and W_p / k_w small: see ROWS_MAX_WIDTH."""
+    padded_width = x_shape[2] + sum(cfg.padding[1])
+    return (cfg.stride == (1, 1) and cfg.dilation == (1, 1)
+            and F_shape[2] * F_shape[3] <= ROWS_MAX_CHANNELS
+            and padded_width <= ROWS_MAX_WIDTH * F_shape[1])
 
 
 def _single_channel(cfg: ConvConfig, F_shape) -> bool:
     """C_in = 1, stride 1, no dilation: a grayscale network's first layer (LeNet's C1), where
     XLA:CPU's convolution kernels are slowest (experiments/benchmark_lenet.py)."""
     return F_shape[2] == 1 and cfg.stride == (1, 1) and cfg.dilation == (1, 1)
+
+
+def _materialised(fn, *args):
+    """fn(*args), computed once and stored, on XLA:CPU; elsewhere simply fn(*args).
+
+    XLA:CPU fuses an elementwise producer such as ``_shifted_conv`` into every consumer and
+    recomputes it in each (in LeNet's step: C1's 25 multiply-adds inside the relu mask, the
+    pooling and its arg-max routing), and it drops ``lax.optimization_barrier`` before fusion.
+    The result of a conditional is a fusion boundary, so on CPU fn runs as both branches of a
+    ``lax.cond`` whose predicate (a NaN test on one element of args[0], which XLA cannot fold)
+    therefore cannot change the value. LeNet's step in lax.scan: 0.84x the time (interleaved
+    A/B, development CPU). Under a vmap that batches args[0] the cond becomes a select of two
+    equal values and the boundary is lost (values unchanged). ``lax.platform_dependent`` keeps
+    the cond off GPUs, where a conditional's predicate is read back by the host.
+    """
+    def on_cpu(*a):
+        if not jnp.size(a[0]):  # nothing to read the predicate from (an empty batch)
+            return fn(*a)
+        return lax.cond(jnp.isnan(jnp.ravel(a[0])[0]), fn, fn, *a)
+    return lax.platform_dependent(*args, cpu=on_cpu, default=fn)
 
 
 def _pad(x: Array, cfg: ConvConfig) -> Array:
@@ -205,21 +239,45 @@ def _shifted_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
 
 
 def _rows_filter_grad(dO: Array, x: Array, F_shape, cfg: ConvConfig) -> Array:
-    """dF = X * dO for C_in = 1, stride 1, as one matrix product over the rows of X_pad:
+    """dF = X * dO for stride 1, no dilation, as one matrix product over the rows of X_pad:
 
-        M[(a, w), (j, o)] = sum_{n, i} X_pad[n, i + a, w] dO[n, i, j, o]      [k_h W_p, W_o C_out]
-        dF[a, b, 0, o]    = sum_j M[(a, j + b), (j, o)]
-
-    (LeNet's C1: 1.3 ms against 4.3 ms for the convolution form on the development CPU.)
+        M[(a, w, c), (j, o)] = sum_{n, i} X_pad[n, i + a, w, c] dO[n, i, j, o]
+                                                                  [k_h W_p C_in, W_o C_out]
+        dF[a, b, c, o]       = sum_j M[(a, j + b, c), (j, o)]
     """
-    k_h, k_w, _, c_out = F_shape
-    xp = _pad(x, cfg)[..., 0]  # [B, H_p, W_p]
+    k_h, k_w, c_in, c_out = F_shape
+    xp = _pad(x, cfg)  # [B, H_p, W_p, C_in]
     (ho, wo), n, wp = cfg.out_hw, xp.shape[0], xp.shape[2]
-    rows = jnp.concatenate([xp[:, a:a + ho, :] for a in range(k_h)], axis=-1)  # [B, H_o, k_h W_p]
-    M = rows.reshape(n * ho, k_h * wp).T @ dO.reshape(n * ho, wo * c_out)
+    rows = jnp.concatenate([xp[:, a:a + ho].reshape(n, ho, wp * c_in) for a in range(k_h)],
+                           axis=-1)  # [B, H_o, k_h W_p C_in]
+    M = rows.reshape(n * ho, k_h * wp * c_in).T @ dO.reshape(n * ho, wo * c_out)
+    M = M.reshape(k_h, wp, c_in, wo, c_out).transpose(0, 1, 3, 2, 4)  # [k_h, W_p, W_o, C_in, O]
     j = np.arange(wo)
-    diagonals = M.reshape(k_h, wp, wo, c_out)[:, j + np.arange(k_w)[:, None], j, :]
-    return diagonals.sum(axis=2)[:, :, None, :]  # [k_h, k_w, 1, C_out]
+    return M[:, j + np.arange(k_w)[:, None], j].sum(axis=2)  # [k_h, k_w, C_in, C_out]
+
+
+def _rows_input_grad(dO: Array, F: Array, cfg: ConvConfig) -> Array:
+    """dX for stride 1, no dilation, as one matrix product with a banded (Toeplitz) matrix:
+
+        T[(j, o), (a, w, c)] = F[a, w - j, c, o]  where 0 <= w - j < k_w, else 0
+        Y[n, i, a, (w, c)]   = sum_{j, o} dO[n, i, j, o] T[(j, o), (a, w, c)]
+        dX_pad[n, h, w, c]   = sum_a Y[n, h - a, a, (w, c)]                then crop the padding
+
+    A non-finite dO[n, i, j, o] makes the whole row (n, i + a) of dX non-finite (its zeros in T
+    still multiply it), where the convolution keeps it to the k_w columns it reaches.
+    """
+    k_h, k_w, c_in, c_out = F.shape
+    n, ho, wo, _ = dO.shape
+    hp, wp = ho + k_h - 1, wo + k_w - 1
+    b = np.arange(wp)[None, :] - np.arange(wo)[:, None]  # [W_o, W_p]: the tap w - j
+    band = jnp.transpose(F, (0, 1, 3, 2))[:, np.clip(b, 0, k_w - 1)]  # [k_h, W_o, W_p, O, C_in]
+    band = jnp.where(((b >= 0) & (b < k_w))[None, :, :, None, None], band, 0)
+    T = band.transpose(1, 3, 0, 2, 4).reshape(wo * c_out, k_h * wp * c_in)
+    Y = (dO.reshape(n * ho, wo * c_out) @ T).reshape(n, ho, k_h, wp * c_in)
+    shifted = [jnp.pad(Y[:, :, a], ((0, 0), (a, k_h - 1 - a), (0, 0))) for a in range(k_h)]
+    dX_pad = sum(shifted[1:], shifted[0]).reshape(n, hp, wp, c_in)
+    (lo_h, hi_h), (lo_w, hi_w) = cfg.padding
+    return dX_pad[:, lo_h:hp - hi_h, lo_w:wp - hi_w]
 
 
 _conv_manual.defvjp(_conv_manual_fwd, _conv_manual_bwd)

@@ -6,6 +6,8 @@ reads padded-input element (p s_h + i, q s_w + j), so the window's view of the i
 strided slice ``xp[:, i::s_h, j::s_w, :]`` (cut to [B, H_out, W_out, C]) and the gradient flows
 back through the transpose of that slice, ``lax.pad`` with interior padding s - 1. Summing the
 kh * kw transposed slices adds the contributions of overlapping windows (stride < window).
+For non-overlapping windows (strides == window) max pooling's backward repeats dy and the
+arg-max over each window instead (``_route_tiled``), which XLA:CPU runs faster.
 
 Geometry. ``window`` and ``strides`` are an int or an (h, w) pair of positive ints; ``strides``
 defaults to ``window`` (non-overlapping windows). ``padding`` is "VALID" (none), "SAME"
@@ -261,8 +263,35 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
     views = jnp.stack(_window_views(_pad_input(x, g, _lowest(x.dtype)), g))  # [kh kw, B, Ho, Wo, C]
     winner = jnp.argmax(views, axis=0)  # [B, Ho, Wo, C]; argmax returns the first maximum
     zero = jnp.zeros((), dy.dtype)
+    if g.strides == g.window:
+        return _route_tiled(dy, winner, g)
     parts = [jnp.where(winner == k, dy, zero) for k in range(views.shape[0])]
     return _scatter_views(parts, g)
+
+
+def _route_tiled(dy: Array, winner: Array, g: _Geometry) -> Array:
+    """``max_pool_backward`` for non-overlapping windows (strides == window): dy and the
+    winner repeated over each window (a broadcast), kept where the element's offset in its
+    window is the winner; the padding cropped, rows and columns no window reads get 0.
+
+    The same values as the transposed slices of ``_scatter_views``; XLA:CPU runs it faster
+    (LeNet's training step in lax.scan 0.85x the time, interleaved A/B, development CPU),
+    since each element is one compare and select instead of kh kw interior-padded pads.
+    """
+    (kh, kw), (ho, wo) = g.window, g.out_hw
+    (lo_h, hi_h), (lo_w, hi_w) = g.pads
+    b, h, w, c = g.x_shape
+
+    def repeat(a: Array) -> Array:  # [B, Ho, Wo, C] -> [B, Ho kh, Wo kw, C]
+        return jnp.broadcast_to(a[:, :, None, :, None, :], (b, ho, kh, wo, kw, c)).reshape(
+            b, ho * kh, wo * kw, c)
+
+    offset = (np.arange(ho * kh) % kh)[:, None] * kw + (np.arange(wo * kw) % kw)[None, :]
+    dxp = jnp.where(repeat(winner) == offset[None, :, :, None], repeat(dy),
+                    jnp.zeros((), dy.dtype))  # padded coordinates, the windows' rows only
+    dxp = lax.pad(dxp, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, h + lo_h + hi_h - ho * kh, 0),
+                                                  (0, w + lo_w + hi_w - wo * kw, 0), (0, 0, 0)))
+    return lax.slice(dxp, (0, lo_h, lo_w, 0), (b, lo_h + h, lo_w + w, c))
 
 
 def avg_pool_backward(dy: Array, x_shape: Sequence[int], window: int | Pair,
