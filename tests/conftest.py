@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -27,12 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
 
 
+def subprocess_env() -> dict[str, str]:
+    """os.environ with the repo root in front of PYTHONPATH (kept: packages may live there)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 def run_experiment(module: str, *args: str) -> subprocess.CompletedProcess:
     """``python -m experiments.<module> *args`` in a subprocess from the repo root (text output
     captured)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args], cwd=ROOT,
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
 
 
 @pytest.fixture
@@ -40,6 +46,19 @@ def x64():
     """Enable float64 for the duration of one test."""
     with jax.enable_x64(True):
         yield
+
+
+def assert_same_run(a, b, cpu_rtol: float = 0.0) -> None:
+    """Two runs of one computation compiled as different programs (a chunked loop and one
+    scan, a traced and a constant hyperparameter, other block sizes): on CPU bit for bit (or to
+    cpu_rtol, atol cpu_rtol / 10); on a GPU XLA may round differently across programs (1-ulp
+    differences seen on an H200), so to float32 rounding there (rtol 1e-5, atol 1e-6)."""
+    if jax.default_backend() != "cpu":
+        chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+    elif cpu_rtol:
+        chex.assert_trees_all_close(a, b, rtol=cpu_rtol, atol=cpu_rtol / 10)
+    else:
+        chex.assert_trees_all_equal(a, b)
 
 
 def rel_err(a, b) -> float:

@@ -136,3 +136,19 @@ def test_correlate_conjugates_complex_kernel(x64):
 def test_bad_arguments_are_named(fn, x, w, mode, match):
     with pytest.raises(ValueError, match=match):
         fn(x, w, mode)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n, k", [(7, 3), (3, 7), (5, 5), (1, 4)])
+def test_integers_are_exact_without_a_convolution(mode, n, k):
+    """Integer signals: numpy's exact integer results (values where float32 would round), by
+    shifted multiply-adds, no lax convolution (cuDNN refuses integer ones: the seed's answers
+    failed on an H200 before)."""
+    rng = np.random.default_rng(n * 10 + k)
+    x, w = rng.integers(-3000, 3000, (2, n), np.int32), rng.integers(-3000, 3000, k, np.int32)
+    for fn, ref in ((conv1d, np.convolve), (correlate1d, np.correlate)):
+        out = jax.jit(fn, static_argnums=2)(x, w, mode)
+        assert out.dtype == jnp.int32
+        np.testing.assert_array_equal(out, _rowwise(ref, x, w, mode))
+        prims = {e.primitive.name for e in jax.make_jaxpr(fn, static_argnums=2)(x, w, mode).eqns}
+        assert "conv_general_dilated" not in prims

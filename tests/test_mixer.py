@@ -427,3 +427,29 @@ def test_benchmark_mixer_runs_small_and_writes_its_json(tmp_path, capsys):
         assert r["forward"]["flops"] > r["forward"]["scan_flops"] > 0  # 2 layers vs 1 counted
     with pytest.raises(ValueError, match="perfect squares, got 8"):
         benchmark_mixer.run(benchmark_mixer.Config(num_patches=(8,)))
+
+
+def test_benchmark_mixer_counts_on_the_cpu_where_the_platform_reports_no_flops():
+    """On an H200 (jax 0.11) neither the lowered nor the compiled stage has a cost analysis:
+    the benchmark then counts the CPU compile of the same function, and says so."""
+    from experiments import benchmark_mixer
+
+    class Stage:
+        def __init__(self, cost):
+            self.cost = cost
+
+        def cost_analysis(self):
+            return self.cost
+
+    assert benchmark_mixer._flops(Stage(None)) is None
+    assert benchmark_mixer._flops(Stage([])) is None
+    assert benchmark_mixer._flops(Stage([{"flops": 6.0}])) == 6.0
+    counts = benchmark_mixer._flop_counts(Stage({"flops": 3.0}), Stage({"flops": 2.0}), None)
+    assert counts == {"hlo_flops": 3.0, "flops": 2.0, "flops_source": "platform"}
+    lowered, compiled = benchmark_mixer._cpu_stages(lambda a: a @ a, (jnp.ones((4, 4)),))
+    counts = benchmark_mixer._flop_counts(Stage(None), Stage(None),
+                                          lambda: (lowered, compiled))
+    assert counts["flops_source"] == "cpu" and counts["hlo_flops"] >= 128
+    assert counts["flops"] == benchmark_mixer._flops(compiled) >= 128
+    with pytest.raises(RuntimeError, match="no FLOP count"):
+        benchmark_mixer._flop_counts(Stage(None), Stage(None), lambda: (Stage(None),) * 2)

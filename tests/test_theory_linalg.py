@@ -50,10 +50,14 @@ def test_seed_points_have_covariance_about_mu_but_not_mean_mu(x64):
     rng = np.random.default_rng(3)
     Sigma, mu = _spd(rng, 4), rng.standard_normal(4)
     X = np.asarray(la.seed_points(mu, Sigma))
-    lam, U = np.linalg.eigh(Sigma)
+    lam = np.linalg.eigvalsh(Sigma)
     np.testing.assert_allclose((X - mu).T @ (X - mu) / 4, Sigma, atol=1e-14)  # the seed's step
-    offset = U @ np.sqrt(lam) / 2  # sum_i sqrt(lambda_i) u_i / sqrt(n), n = 4
-    np.testing.assert_allclose(X.mean(0), mu + offset, atol=1e-14)
+    # row i is mu + sqrt(n lambda_i) u_i, u_i a unit eigenvector (its sign is eigh's choice,
+    # which differs between LAPACK and GPU solvers), so the mean is off mu by their sum / n
+    D = X - mu
+    np.testing.assert_allclose(D @ Sigma, lam[:, None] * D, atol=1e-13)
+    np.testing.assert_allclose(np.linalg.norm(D, axis=1), np.sqrt(4 * lam), atol=1e-14)
+    offset = X.mean(0) - mu  # sum_i sqrt(lambda_i) u_i / sqrt(n), n = 4
     _, S = la.sample_moments(X)
     np.testing.assert_allclose(S, Sigma - np.outer(offset, offset), atol=1e-14)
     assert np.linalg.norm(offset) > 0.1

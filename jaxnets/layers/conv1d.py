@@ -65,10 +65,17 @@ def _correlate_window(x: Array, kernel: Array, start: int, length: int) -> Array
 
     F[t] = sum_i xpad[t + i] kernel[i], xpad = x with k - 1 zeros each side; cutting the
     padding to (k - 1 - start, start + length - n) keeps exactly the requested outputs.
+    Integers and booleans: k shifted multiply-adds, exact (cuDNN has no such integer
+    convolution, so lax's fails on GPUs); floats and complex: one lax convolution.
     """
     n, k = x.shape[-1], kernel.shape[0]
     dtype = jnp.result_type(x, kernel)
     batch = x.shape[:-1]
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        xpad = jnp.pad(x.astype(dtype), [(0, 0)] * len(batch) + [(k - 1, k - 1)])
+        terms = [xpad[..., start + i:start + i + length] * kernel[i].astype(dtype)
+                 for i in range(k)]
+        return sum(terms[1:], terms[0])
     lhs = jnp.reshape(x.astype(dtype), (-1, 1, n))  # [..., n] -> [B, C=1, n]
     rhs = jnp.reshape(kernel.astype(dtype), (1, 1, k))  # [k] -> [O=1, I=1, k]
     out = lax.conv_general_dilated(

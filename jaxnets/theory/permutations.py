@@ -201,7 +201,10 @@ def _q000_4d() -> Outcome:
             is_p += bool(jnp.all(P_rev == P))
             if pi.tolist() == [0, 1, 2, 6, 7, 8, 3, 4, 5]:  # the seed's P_1
                 p1 = bool(jnp.all(P_rev == P))
-        ok = err == 0 and is_t == 6 and p1
+        # rows equal to float64 rounding: exact on CPU, 1 ulp apart on a GPU (H200), whose
+        # products for the permuted input round differently
+        tol = ULPS * jnp.finfo(U.dtype).eps * float(jnp.max(jnp.abs(U)))
+        ok = err <= tol and is_t == 6 and p1
         return Outcome(ok, f"max |P_rev U_mod - U| {err:.1g}; P_rev = P^T for {is_t}/6, = P "
                        f"for {is_p}/6 (not the cyclic block orders)", "P_reverse = P_1",
                        "P_reverse = P_1" if p1 else "P_reverse != P_1")
