@@ -36,6 +36,7 @@ import numpy as np
 import tyro
 from tqdm import tqdm
 
+from experiments import common
 from jaxnets import data, optim, runs, train
 from jaxnets import functional as F
 from jaxnets.models import sin_mlp
@@ -71,23 +72,6 @@ def _time(fn) -> float:
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     return time.perf_counter() - t0
-
-
-def _compile_time(fn) -> float:
-    """Seconds of JAX's "/jax/core/compile/" duration events (trace, lower, compile) during one
-    call of ``fn``: 0 when every executable was cached."""
-    spent = []
-
-    def listen(event: str, seconds: float, **_) -> None:
-        if event.startswith("/jax/core/compile/"):
-            spent.append(seconds)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        _time(fn)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return float(sum(spent))
 
 
 def _median_time(fn, repeats: int = 20) -> float:
@@ -152,7 +136,7 @@ def bench_case(case: str, k: int, config: Config, train_data, bar) -> dict:
         return train.sweep(lrs, train_data, seeds=[0], validate=False, **kw)
 
     fns = {"loop": loop, "sweep": one_sweep}
-    compile_s = {name: _compile_time(fn) for name, fn in fns.items()}
+    compile_s = {name: common.compile_seconds(fn) for name, fn in fns.items()}
     runs_loop, swept = loop(), one_sweep()
     loss_loop = np.stack([np.asarray(r.train_loss) for r in runs_loop])
     loss_sweep = np.asarray(swept.train_loss[:, 0])

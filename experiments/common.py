@@ -342,6 +342,24 @@ def cli(config_cls: type, run: Callable, table: Callable[[dict], str], argv: lis
         print(f"wrote {config.json}")
 
 
+def compile_seconds(fn: Callable[[], object]) -> float:
+    """Seconds of JAX's "/jax/core/compile/" duration events (trace, lower, compile) during one
+    call of ``fn`` (waited for): 0 when every executable was cached. Benchmarks report it as
+    their compile column instead of first call minus median, which noise can make negative."""
+    spent = []
+
+    def listen(event: str, seconds: float, **_) -> None:
+        if event.startswith("/jax/core/compile/"):
+            spent.append(seconds)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        jax.block_until_ready(fn())
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return float(sum(spent))
+
+
 def environment() -> dict[str, str]:
     """Date (UTC), machine, device and versions, for benchmark reports."""
     kind, backend = jax.devices()[0].device_kind, jax.default_backend()
