@@ -133,10 +133,11 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
     autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
     (see ``_nhwc_conv``); the LeNet model uses it. Stride 1, no dilation, few channels and a
     narrow input (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one matrix product
-    over image rows (``_rows_filter_grad``, ``_rows_input_grad``), else the convolutions of
-    ``conv2d_backward``. C_in = 1, stride 1, no dilation: the forward under jax.grad is k_h k_w
-    shifted multiply-adds (``_shifted_conv``); not differentiated (evaluation) it is lax's
-    convolution, like ``conv2d``. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
+    over image rows (``_rows_filter_grad``, ``_rows_input_grad``; a non-finite dL/dO spreads
+    along whole rows of dL/dX there), else the convolutions of ``conv2d_backward``. C_in = 1,
+    stride 1, no dilation: the forward under jax.grad is k_h k_w shifted multiply-adds
+    (``_shifted_conv``); not differentiated (evaluation) it is lax's convolution, like
+    ``conv2d``. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
     """
     cfg = conv_config(x.shape, F.shape, stride, padding, dilation)
     if x.dtype != F.dtype:
@@ -181,9 +182,10 @@ def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
 # are used while W_p <= ROWS_MAX_WIDTH k_w and C_in C_out <= ROWS_MAX_CHANNELS, where
 # XLA:CPU's convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). Measured alone on
 # the development CPU, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3 against 4.3 ms;
-# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 4 -> 8 channels,
-# 28 wide, 3x3: 3.6 / 2.6 against 4.5 / 6.1 ms; 16 -> 16, 16 wide, 3x3 (not taken): 10.1 / 5.4
-# against 2.7 / 2.5 ms. Both forms give the same values (tests/test_conv.py).
+# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 16 -> 16, 16 wide,
+# 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. The rule is a heuristic from a handful of
+# such timings (4 -> 8 channels, 28 wide, 3x3 won, 3.6 / 2.6 against 4.5 / 6.1 ms, yet is left
+# to the convolutions by the width rule). Both forms give the same values (tests/test_conv.py).
 ROWS_MAX_WIDTH, ROWS_MAX_CHANNELS = 8, 96
 
 

@@ -19,9 +19,10 @@ For correlation numpy computes correlate(w, x) reversed, and in "same" mode with
 moves the window to o = s // 2: it differs from ``conv1d(x, w[::-1], "same")`` by one position
 when n is even (k > n). ``correlate1d`` matches numpy here too; the tests pin both facts.
 
-Everything is one ``lax.conv_general_dilated`` (which cross-correlates) of x, zero-padded by
-(k - 1 - o, o + len - n), with w (correlation) or w reversed (convolution), never swapping
-arguments: the padding alone selects F[o : o + len].
+Floats and complex numbers take one ``lax.conv_general_dilated`` (which cross-correlates) of x,
+zero-padded by (k - 1 - o, o + len - n), with w (correlation) or w reversed (convolution), never
+swapping arguments: the padding alone selects F[o : o + len]. Integers and booleans take k
+shifted multiply-adds of the same padded x (exact; cuDNN has no such integer convolution).
 
 Seed 002 Q6's worked answers, recomputed with numpy in tests/test_conv1d.py, are right:
 full [1, 2, 5, 8, 6, 8], valid [5, 8], same [2, 5, 8, 6]. (No errata for Q6.)
