@@ -1,5 +1,7 @@
 """2-D convolution: forward against its definition, hand-derived backward against autodiff."""
 
+from functools import partial
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxnets import layers
+from jaxnets.layers import conv as conv_module
 from jaxnets.layers import conv2d, conv2d_backward, conv2d_manual, conv_config
 
 
@@ -87,8 +90,8 @@ STRIDE_ONE = [
 
 @pytest.mark.parametrize("x_shape, F_shape, padding, backward", STRIDE_ONE)
 def test_stride_one_paths_are_taken_and_right(x64, x_shape, F_shape, padding, backward):
-    """Stride 1: under jax.grad no convolution in a single-channel forward, and none in the
-    backward where the row products pay (else two: dL/dF, dL/dX); evaluation (no grad) is
+    """Stride 1: under jax.grad no convolution in a single-channel forward, none at all where
+    the row products pay (else two in the backward: dL/dF, dL/dX); evaluation (no grad) is
     lax's convolution; values and gradients equal the definition's, also vmapped over stacked
     kernels and over stacked inputs (where the forward's fusion barrier becomes a select)."""
     x, F, b = _arrays(7, x_shape, F_shape)
@@ -96,7 +99,7 @@ def test_stride_one_paths_are_taken_and_right(x64, x_shape, F_shape, padding, ba
     assert primitives(fwd.jaxpr).count("conv_general_dilated") == 1
     grad = jax.make_jaxpr(jax.grad(lambda F: conv2d_manual(x, F, padding=padding).sum()))(F)
     assert primitives(grad.jaxpr).count("conv_general_dilated") == (
-        (0 if F_shape[2] == 1 else 1) + (0 if backward == "rows" else 2))
+        0 if backward == "rows" else (0 if F_shape[2] == 1 else 1) + 2)
     O_ref, pullback = jax.vjp(lambda x, F, b: conv_by_definition(x, F, b, 1, padding, 1), x, F, b)
     O_m, pullback_m = jax.vjp(lambda x, F, b: conv2d_manual(x, F, b, padding=padding), x, F, b)
     chex.assert_trees_all_close(O_m, O_ref, atol=1e-12, rtol=1e-12)
@@ -116,6 +119,40 @@ def test_stride_one_paths_are_taken_and_right(x64, x_shape, F_shape, padding, ba
                                 jax.vmap(vjp_ref, (None, 0))(x, Fs), atol=1e-11, rtol=1e-11)
     chex.assert_trees_all_close(jax.jit(jax.vmap(vjp_m, (0, None)))(xs, F),
                                 jax.vmap(vjp_ref, (0, None))(xs, F), atol=1e-11, rtol=1e-11)
+
+
+@pytest.mark.parametrize("x_shape, F_shape, padding", [
+    ((2, 32, 32, 1), (5, 5, 1, 6), "VALID"),  # LeNet's C1: W_o = 28
+    ((2, 14, 14, 6), (5, 5, 6, 16), "VALID"),  # LeNet's C3: W_o = 10
+    ((2, 7, 12, 2), (3, 2, 2, 3), ((1, 2), (0, 1))),  # W_o = 12, asymmetric padding
+])
+def test_every_row_block_gives_the_definition(x64, x_shape, F_shape, padding):
+    """The row products with the output columns in blocks of J, for every J dividing W_o
+    (J = W_o: one block; J = 1: one column per block), give the definition's O, dL/dX and
+    dL/dF."""
+    x, F, _ = _arrays(3, x_shape, F_shape)
+    cfg = conv_config(x.shape, F.shape, 1, padding, 1)
+    O, pullback = jax.vjp(lambda x, F: conv_by_definition(x, F, 0.0, 1, padding, 1), x, F)
+    dO = jnp.asarray(np.random.default_rng(4).normal(size=O.shape))
+    dx_ref, dF_ref = pullback(dO)
+
+    @partial(jax.jit, static_argnums=2)
+    def rows(x, F, J):
+        R, T = conv_module._row_slab(x, F.shape, cfg, J), conv_module._band(F, J)
+        return ((R @ T.T).reshape(O.shape), conv_module._rows_input_grad(dO, T, F.shape, cfg, J),
+                conv_module._rows_filter_grad(dO, R, F.shape, J))
+
+    wo = cfg.out_hw[1]
+    for J in [J for J in range(1, wo + 1) if wo % J == 0]:
+        chex.assert_trees_all_close(rows(x, F, J), (O, dx_ref, dF_ref), atol=1e-11, rtol=1e-11)
+
+
+def test_row_block_rule():
+    """J is the smallest divisor of W_o giving at least ROWS_MIN_COLUMNS = 40 columns J C_out,
+    else W_o: LeNet's C1 (W_o 28, 6 channels) 7, C3 (10, 16) 5."""
+    assert conv_module.ROWS_MIN_COLUMNS == 40
+    assert [conv_module._row_block(wo, c) for wo, c in
+            ((28, 6), (10, 16), (13, 3), (12, 50), (12, 4))] == [7, 5, 13, 1, 12]
 
 
 def test_single_channel_forward_is_stored_once_on_cpu():

@@ -133,11 +133,13 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
     autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
     (see ``_nhwc_conv``); the LeNet model uses it. Stride 1, no dilation, few channels and a
     narrow input (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one matrix product
-    over image rows (``_rows_filter_grad``, ``_rows_input_grad``; a non-finite dL/dO spreads
-    along whole rows of dL/dX there), else the convolutions of ``conv2d_backward``. C_in = 1,
-    stride 1, no dilation: the forward under jax.grad is k_h k_w shifted multiply-adds
-    (``_shifted_conv``); not differentiated (evaluation) it is lax's convolution, like
-    ``conv2d``. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
+    over image rows, the output columns in blocks (``_row_slab``, ``_band``,
+    ``_rows_filter_grad``, ``_rows_input_grad``; a non-finite dL/dO spreads along its block's
+    columns of dL/dX there), else the convolutions of ``conv2d_backward``. The forward under
+    jax.grad: for C_in = 1 (stride 1, no dilation) k_h k_w shifted multiply-adds
+    (``_shifted_conv``), else where the row products pay one too. Not differentiated
+    (evaluation) it is lax's convolution, like ``conv2d``. Reverse mode only (custom_vjp): no
+    jax.jvp / jacfwd through it.
     """
     cfg = conv_config(x.shape, F.shape, stride, padding, dilation)
     if x.dtype != F.dtype:
@@ -163,38 +165,51 @@ def _conv_manual(cfg: ConvConfig, x: Array, F: Array) -> Array:
 
 
 def _conv_manual_fwd(cfg: ConvConfig, x: Array, F: Array):
-    """Under jax.grad: the shifted form for one input channel, stored once (``_materialised``)."""
+    """Under jax.grad: for C_in = 1 the shifted form, stored once (``_materialised``); else,
+    where the row products pay, one too, O = R T^T (``_row_slab``, ``_band``), R kept for
+    dL/dF (LeNet's C3 alone 0.76x lax's convolution's time, the step 0.82x with the blocked
+    gradients, interleaved in lax.scan on the development CPU; for C1 a row product forward
+    made the step 1.10x slower than the shifted form); else lax's convolution."""
     if _single_channel(cfg, F.shape):
-        O = _materialised(lambda x, F: _shifted_conv(x, F, cfg), x, F)
-    else:
-        O = _lax_conv(x, F, cfg)
-    return O, (x, F)
+        return _materialised(lambda x, F: _shifted_conv(x, F, cfg), x, F), (x, F)
+    if _rows_pay(cfg, F.shape):
+        J = _row_block(cfg.out_hw[1], F.shape[3])
+        R = _row_slab(x, F.shape, cfg, J)
+        O = (R @ _band(F, J).T).reshape(x.shape[0], *cfg.out_hw, F.shape[3])
+        return O, (R, F)
+    return _lax_conv(x, F, cfg), (x, F)
 
 
 def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
-    x, F = residuals
-    if _rows_pay(cfg, x.shape, F.shape):
-        return _rows_input_grad(dO, F, cfg), _rows_filter_grad(dO, x, F.shape, cfg)
-    return _input_grad(dO, F, x.shape, cfg), _filter_grad(dO, x, F.shape, cfg)
+    x_or_R, F = residuals  # R where the forward was a row product
+    if _rows_pay(cfg, F.shape):
+        J = _row_block(cfg.out_hw[1], F.shape[3])
+        R = _row_slab(x_or_R, F.shape, cfg, J) if _single_channel(cfg, F.shape) else x_or_R
+        return (_rows_input_grad(dO, _band(F, J), F.shape, cfg, J),
+                _rows_filter_grad(dO, R, F.shape, J))
+    return _input_grad(dO, F, x_or_R.shape, cfg), _filter_grad(dO, x_or_R, F.shape, cfg)
 
 
-# The row products do W_p / k_w times a convolution's work (W_p the padded input width); they
-# are used while W_p <= ROWS_MAX_WIDTH k_w and C_in C_out <= ROWS_MAX_CHANNELS, where
-# XLA:CPU's convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). Measured alone on
-# the development CPU, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3 against 4.3 ms;
-# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 16 -> 16, 16 wide,
-# 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. The rule is a heuristic from a handful of
-# such timings (4 -> 8 channels, 28 wide, 3x3 won, 3.6 / 2.6 against 4.5 / 6.1 ms, yet is left
-# to the convolutions by the width rule). Both forms give the same values (tests/test_conv.py).
+# The row products do (J + k_w - 1) / k_w times a convolution's work (J output columns per
+# block, ``_row_block``; W_p / k_w with one block, W_p the padded input width); they are used
+# while W_p <= ROWS_MAX_WIDTH k_w and C_in C_out <= ROWS_MAX_CHANNELS, where XLA:CPU's
+# convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). Measured alone on the
+# development CPU with one block, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3
+# against 4.3 ms; C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms;
+# 16 -> 16, 16 wide, 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. The rule is a heuristic
+# from a handful of such timings (4 -> 8 channels, 28 wide, 3x3 won, 3.6 / 2.6 against
+# 4.5 / 6.1 ms, yet is left to the convolutions by the width rule). Both forms give the same
+# values (tests/test_conv.py).
 ROWS_MAX_WIDTH, ROWS_MAX_CHANNELS = 8, 96
+ROWS_MIN_COLUMNS = 40  # see _row_block
 
 
-def _rows_pay(cfg: ConvConfig, x_shape, F_shape) -> bool:
+def _rows_pay(cfg: ConvConfig, F_shape) -> bool:
     """Stride 1, no dilation, C_in C_out and W_p / k_w small: see ROWS_MAX_WIDTH."""
-    padded_width = x_shape[2] + sum(cfg.padding[1])
+    k_w = F_shape[1]
     return (cfg.stride == (1, 1) and cfg.dilation == (1, 1)
             and F_shape[2] * F_shape[3] <= ROWS_MAX_CHANNELS
-            and padded_width <= ROWS_MAX_WIDTH * F_shape[1])
+            and cfg.out_hw[1] + k_w - 1 <= ROWS_MAX_WIDTH * k_w)  # W_p = W_o + k_w - 1
 
 
 def _single_channel(cfg: ConvConfig, F_shape) -> bool:
@@ -240,44 +255,89 @@ def _shifted_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
     return sum(terms[1:], terms[0])
 
 
-def _rows_filter_grad(dO: Array, x: Array, F_shape, cfg: ConvConfig) -> Array:
-    """dF = X * dO for stride 1, no dilation, as one matrix product over the rows of X_pad:
+def _row_block(wo: int, c_out: int) -> int:
+    """J, the output columns per block of the row products: the smallest divisor of W_o with
+    J C_out >= ROWS_MIN_COLUMNS, else W_o (one block).
 
-        M[(a, w, c), (j, o)] = sum_{n, i} X_pad[n, i + a, w, c] dO[n, i, j, o]
-                                                                  [k_h W_p C_in, W_o C_out]
+    A block of J output columns reads J + k_w - 1 input columns, so the products do
+    (J + k_w - 1) / k_w times a convolution's multiply-adds: fewer with small J, but the
+    matrices get thin (J C_out columns) and slow. Interleaved timings in lax.scan on the
+    development CPU, batch 128, against one block: LeNet's C1 dL/dF with J = 7 (of 28) 0.51x
+    (J = 4: 0.60x, J = 14: 0.83x); C3 with J = 5 (of 10) dL/dF 0.85x, dL/dX 0.81x (J = 2: 0.90x,
+    1.39x); LeNet's step 0.93-0.95x.
+    """
+    return next((J for J in range(1, wo + 1) if wo % J == 0 and J * c_out >= ROWS_MIN_COLUMNS),
+                wo)
+
+
+
+def _row_slab(x: Array, F_shape, cfg: ConvConfig, J: int) -> Array:
+    """The image rows each block of J output columns reads (stride 1, no dilation), one gather:
+
+        R[(n, i, beta), (a, w, c)] = X_pad[n, i + a, beta J + w, c]
+                                        [B H_o W_o / J, k_h (J + k_w - 1) C_in]
+    """
+    k_h, k_w, c_in, _ = F_shape
+    xp = _pad(x, cfg)  # [B, H_p, W_p, C_in]
+    (ho, wo), (n, hp, wp, _) = cfg.out_hw, xp.shape
+    nb, wj = wo // J, J + k_w - 1
+    i, beta, a, w, c = np.ix_(np.arange(ho), np.arange(nb), np.arange(k_h), np.arange(wj),
+                              np.arange(c_in))
+    index = (((i + a) * wp + beta * J + w) * c_in + c).reshape(ho, nb * k_h * wj * c_in)
+    return xp.reshape(n, hp * wp * c_in)[:, index].reshape(n * ho * nb, k_h * wj * c_in)
+
+
+def _band(F: Array, J: int) -> Array:
+    """The banded (Toeplitz) kernel matrix of one block of J output columns:
+
+        T[(j, o), (a, w, c)] = F[a, w - j, c, o]  where 0 <= w - j < k_w, else 0
+                                        [J C_out, k_h (J + k_w - 1) C_in]
+
+    so that O[n, i, beta J + j, o] = sum_{a, w, c} R[(n, i, beta), (a, w, c)] T[(j, o), (a, w, c)]
+    (R from ``_row_slab``).
+    """
+    k_h, k_w, c_in, c_out = F.shape
+    wj = J + k_w - 1
+    tap = np.arange(wj)[None, :] - np.arange(J)[:, None]  # [J, wj]: the tap w - j
+    band = jnp.transpose(F, (0, 1, 3, 2))[:, np.clip(tap, 0, k_w - 1)]  # [k_h, J, wj, O, C_in]
+    band = jnp.where(((tap >= 0) & (tap < k_w))[None, :, :, None, None], band, 0)
+    return band.transpose(1, 3, 0, 2, 4).reshape(J * c_out, k_h * wj * c_in)
+
+
+def _rows_filter_grad(dO: Array, R: Array, F_shape, J: int) -> Array:
+    """dF = X * dO for stride 1, no dilation, as one matrix product with the row slab R:
+
+        M[(a, w, c), (j, o)] = sum_{n, i, beta} R[(n, i, beta), (a, w, c)] dO[n, i, beta J + j, o]
+                                        [k_h (J + k_w - 1) C_in, J C_out]
         dF[a, b, c, o]       = sum_j M[(a, j + b, c), (j, o)]
     """
     k_h, k_w, c_in, c_out = F_shape
-    xp = _pad(x, cfg)  # [B, H_p, W_p, C_in]
-    (ho, wo), n, wp = cfg.out_hw, xp.shape[0], xp.shape[2]
-    rows = jnp.concatenate([xp[:, a:a + ho].reshape(n, ho, wp * c_in) for a in range(k_h)],
-                           axis=-1)  # [B, H_o, k_h W_p C_in]
-    M = rows.reshape(n * ho, k_h * wp * c_in).T @ dO.reshape(n * ho, wo * c_out)
-    M = M.reshape(k_h, wp, c_in, wo, c_out).transpose(0, 1, 3, 2, 4)  # [k_h, W_p, W_o, C_in, O]
-    j = np.arange(wo)
+    M = R.T @ dO.reshape(R.shape[0], J * c_out)
+    M = M.reshape(k_h, J + k_w - 1, c_in, J, c_out).transpose(0, 1, 3, 2, 4)  # [k_h, wj, J, ...]
+    j = np.arange(J)
     return M[:, j + np.arange(k_w)[:, None], j].sum(axis=2)  # [k_h, k_w, C_in, C_out]
 
 
-def _rows_input_grad(dO: Array, F: Array, cfg: ConvConfig) -> Array:
-    """dX for stride 1, no dilation, as one matrix product with a banded (Toeplitz) matrix:
+def _rows_input_grad(dO: Array, T: Array, F_shape, cfg: ConvConfig, J: int) -> Array:
+    """dX for stride 1, no dilation, as one matrix product with the banded matrix T (``_band``):
 
-        T[(j, o), (a, w, c)] = F[a, w - j, c, o]  where 0 <= w - j < k_w, else 0
-        Y[n, i, a, (w, c)]   = sum_{j, o} dO[n, i, j, o] T[(j, o), (a, w, c)]
-        dX_pad[n, h, w, c]   = sum_a Y[n, h - a, a, (w, c)]                then crop the padding
+        Y[n, i, beta, a, (w, c)]  = sum_{j, o} dO[n, i, beta J + j, o] T[(j, o), (a, w, c)]
+        dX_pad[n, h, w, c]        = sum_{a, beta} Y[n, h - a, beta, a, w - beta J, c]
+                                                                        then crop the padding
 
-    A non-finite dO[n, i, j, o] makes the whole row (n, i + a) of dX non-finite (its zeros in T
-    still multiply it), where the convolution keeps it to the k_w columns it reaches.
+    A non-finite dO[n, i, j, o] makes the J + k_w - 1 columns of row (n, i + a) that its block
+    reaches non-finite (its zeros in T still multiply it), where the convolution keeps it to
+    the k_w columns it reaches.
     """
-    k_h, k_w, c_in, c_out = F.shape
+    k_h, k_w, c_in, c_out = F_shape
     n, ho, wo, _ = dO.shape
     hp, wp = ho + k_h - 1, wo + k_w - 1
-    b = np.arange(wp)[None, :] - np.arange(wo)[:, None]  # [W_o, W_p]: the tap w - j
-    band = jnp.transpose(F, (0, 1, 3, 2))[:, np.clip(b, 0, k_w - 1)]  # [k_h, W_o, W_p, O, C_in]
-    band = jnp.where(((b >= 0) & (b < k_w))[None, :, :, None, None], band, 0)
-    T = band.transpose(1, 3, 0, 2, 4).reshape(wo * c_out, k_h * wp * c_in)
-    Y = (dO.reshape(n * ho, wo * c_out) @ T).reshape(n, ho, k_h, wp * c_in)
-    shifted = [jnp.pad(Y[:, :, a], ((0, 0), (a, k_h - 1 - a), (0, 0))) for a in range(k_h)]
-    dX_pad = sum(shifted[1:], shifted[0]).reshape(n, hp, wp, c_in)
+    nb, wj = wo // J, J + k_w - 1
+    Y = (dO.reshape(n * ho * nb, J * c_out) @ T).reshape(n, ho, nb, k_h, wj, c_in)
+    shifted = [jnp.pad(Y[:, :, beta, a], ((0, 0), (a, k_h - 1 - a),
+                                          (beta * J, wp - beta * J - wj), (0, 0)))
+               for a in range(k_h) for beta in range(nb)]
+    dX_pad = sum(shifted[1:], shifted[0])  # [B, H_p, W_p, C_in]
     (lo_h, hi_h), (lo_w, hi_w) = cfg.padding
     return dX_pad[:, lo_h:hp - hi_h, lo_w:wp - hi_w]
 
