@@ -82,7 +82,8 @@ STRIDE_ONE = [
     ((2, 6, 7, 2), (2, 3, 2, 5), ((1, 2), (0, 1)), "rows"),
     ((1, 4, 4, 1), (4, 6, 1, 3), ((0, 0), (1, 1)), "rows"),  # kernel as wide as the padded input
     ((1, 4, 4, 1), (1, 1, 1, 3), "VALID", "rows"),
-    ((2, 5, 40, 1), (2, 2, 1, 3), "VALID", "conv"),  # W_p = 40 > 8 k_w: as convolutions
+    ((2, 6, 40, 1), (3, 3, 1, 8), "VALID", "rows"),  # W_p = 40 > 8 k_w, blocks of 19 + 2
+    ((2, 5, 40, 1), (2, 2, 1, 3), "VALID", "conv"),  # one block (W_o = 39 = 3 x 13): too wide
     ((2, 5, 40, 3), (2, 2, 3, 3), "VALID", "conv"),
     ((2, 6, 6, 8), (3, 3, 8, 16), 1, "conv"),  # C_in C_out = 128 > 96
 ]
@@ -204,8 +205,8 @@ class Conv2dTest(chex.TestCase):
            seed=st.integers(0, 2**31 - 1))
     def test_stride_one_paths_equal_the_definition(self, kernel, hw, padding, c_in, c_out, seed):
         """conv2d_manual with stride 1 (for C_in = 1 shifted multiply-adds forward; both
-        gradients as matrix products over rows where the input is at most ROWS_MAX_WIDTH kernels
-        wide, else as convolutions): values and vjp equal the definition's."""
+        gradients, and for C_in > 1 the forward, as matrix products over rows where
+        ``_rows_pay``, else as convolutions): values and vjp equal the definition's."""
         with jax.enable_x64(True):
             x, F, b = _arrays(seed, (2, *hw, c_in), (*kernel, c_in, c_out))
             O_ref, pullback = jax.vjp(

@@ -132,8 +132,8 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
     Same values as ``conv2d``; under jax.grad the hand-derived gradients run instead of
     autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
     (see ``_nhwc_conv``); the LeNet model uses it. Stride 1, no dilation, few channels and a
-    narrow input (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one matrix product
-    over image rows, the output columns in blocks (``_row_slab``, ``_band``,
+    narrow input or C_in = 1 (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one
+    matrix product over image rows, the output columns in blocks (``_row_slab``, ``_band``,
     ``_rows_filter_grad``, ``_rows_input_grad``; a non-finite dL/dO spreads along its block's
     columns of dL/dX there), else the convolutions of ``conv2d_backward``. The forward under
     jax.grad: for C_in = 1 (stride 1, no dilation) k_h k_w shifted multiply-adds
@@ -192,24 +192,31 @@ def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
 
 # The row products do (J + k_w - 1) / k_w times a convolution's work (J output columns per
 # block, ``_row_block``; W_p / k_w with one block, W_p the padded input width); they are used
-# while W_p <= ROWS_MAX_WIDTH k_w and C_in C_out <= ROWS_MAX_CHANNELS, where XLA:CPU's
-# convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). Measured alone on the
-# development CPU with one block, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3
-# against 4.3 ms; C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms;
-# 16 -> 16, 16 wide, 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. The rule is a heuristic
-# from a handful of such timings (4 -> 8 channels, 28 wide, 3x3 won, 3.6 / 2.6 against
-# 4.5 / 6.1 ms, yet is left to the convolutions by the width rule). Both forms give the same
-# values (tests/test_conv.py).
+# while C_in C_out <= ROWS_MAX_CHANNELS and a block is at most ROWS_MAX_WIDTH kernels wide,
+# where XLA:CPU's convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). With
+# C_in > 1 the whole padded width W_p must be that narrow. Measured alone on the development
+# CPU with one block, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3 against 4.3 ms;
+# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 16 -> 16, 16 wide,
+# 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. With blocks, the whole gradient (forward
+# and backward, interleaved in lax.scan), rows against convolutions: C_in = 1 at any width
+# 0.26-0.99x (1 -> 6, 5x5, 64 wide 0.26x; 1 -> 16, 3x3, 64 wide 0.45x; 1 -> 32, 3x3, 28 wide
+# 0.40x; 1 -> 6, 5x5, 48 wide 0.93x; 1 -> 8, 3x3, 28 wide 0.99-1.04x); C_in > 1 and wider than
+# the rule: 4 -> 8 and 3 -> 16, 3x3, 28-32 wide 0.94-0.96x, but 8 -> 8, 3x3, 28 wide 1.37x and
+# 3 -> 8, 7x7, 56 wide 1.11x, hence the W_p rule there. A heuristic from these timings; both
+# forms give the same values (tests/test_conv.py).
 ROWS_MAX_WIDTH, ROWS_MAX_CHANNELS = 8, 96
 ROWS_MIN_COLUMNS = 40  # see _row_block
 
 
 def _rows_pay(cfg: ConvConfig, F_shape) -> bool:
-    """Stride 1, no dilation, C_in C_out and W_p / k_w small: see ROWS_MAX_WIDTH."""
-    k_w = F_shape[1]
-    return (cfg.stride == (1, 1) and cfg.dilation == (1, 1)
-            and F_shape[2] * F_shape[3] <= ROWS_MAX_CHANNELS
-            and cfg.out_hw[1] + k_w - 1 <= ROWS_MAX_WIDTH * k_w)  # W_p = W_o + k_w - 1
+    """Stride 1, no dilation, C_in C_out <= ROWS_MAX_CHANNELS, and the width that one product
+    reads (a block's J + k_w - 1 columns for C_in = 1, else W_p = W_o + k_w - 1) at most
+    ROWS_MAX_WIDTH kernels."""
+    _, k_w, c_in, c_out = F_shape
+    if cfg.stride != (1, 1) or cfg.dilation != (1, 1) or c_in * c_out > ROWS_MAX_CHANNELS:
+        return False
+    columns = _row_block(cfg.out_hw[1], c_out) if c_in == 1 else cfg.out_hw[1]
+    return columns + k_w - 1 <= ROWS_MAX_WIDTH * k_w
 
 
 def _single_channel(cfg: ConvConfig, F_shape) -> bool:
@@ -268,7 +275,6 @@ def _row_block(wo: int, c_out: int) -> int:
     """
     return next((J for J in range(1, wo + 1) if wo % J == 0 and J * c_out >= ROWS_MIN_COLUMNS),
                 wo)
-
 
 
 def _row_slab(x: Array, F_shape, cfg: ConvConfig, J: int) -> Array:
