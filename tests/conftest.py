@@ -67,3 +67,15 @@ def rel_err(a, b) -> float:
         lambda u, v: np.linalg.norm(np.asarray(u, np.float64) - np.asarray(v, np.float64))
         / max(np.linalg.norm(np.asarray(v, np.float64)), 1e-300), a, b))
     return max(float(e) for e in errs)
+
+
+def all_eqns(jaxpr):
+    """Every equation of a jaxpr, those of its sub-jaxprs (pjit, custom_vjp, scan...) included."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, list | tuple) else [value]:
+                if hasattr(sub, "eqns"):
+                    yield from all_eqns(sub)
+                elif hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
+                    yield from all_eqns(sub.jaxpr)

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import all_eqns
 from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -59,16 +60,7 @@ def _arrays(seed, x_shape, F_shape):
 
 def primitives(jaxpr) -> list[str]:
     """Names of every primitive in a jaxpr, sub-jaxprs (pjit, custom_vjp, scan...) included."""
-    names = []
-    for eqn in jaxpr.eqns:
-        names.append(eqn.primitive.name)
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, list | tuple) else [value]:
-                if hasattr(sub, "eqns"):
-                    names += primitives(sub)
-                elif hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
-                    names += primitives(sub.jaxpr)
-    return names
+    return [eqn.primitive.name for eqn in all_eqns(jaxpr)]
 
 
 # (x [B, H, W, C_in], F [k_h, k_w, C_in, C_out], padding, backward by "rows" or "conv")
@@ -176,6 +168,24 @@ def test_conv2d_manual_refuses_mixed_dtypes():
     x, F = jnp.ones((1, 6, 6, 1), jnp.float32), jnp.ones((3, 3, 1, 2), jnp.float16)
     with pytest.raises(TypeError, match="x and F must have one dtype, got float32 and float16"):
         conv2d_manual(x, F)
+    with pytest.raises(TypeError, match="b must have x's dtype float32, got float16"):
+        conv2d_manual(x, F.astype(jnp.float32), jnp.ones(2, jnp.float16))
+
+
+def test_bias_gradient_in_two_stages_is_the_sum():
+    """conv2d_manual's dL/db (rows of dO, then its columns) is the sum over n, i, j of dL/dO,
+    and dL/dO reaches the convolution unchanged, for each kind of backward (float64)."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(11)
+        for x_shape, F_shape in (((3, 12, 9, 1), (5, 5, 1, 6)), ((2, 7, 8, 3), (3, 3, 3, 4)),
+                                 ((2, 9, 9, 8), (3, 3, 8, 16))):
+            x, F, b = (jnp.asarray(rng.normal(size=s)) for s in (x_shape, F_shape, F_shape[3:]))
+            O, pull = jax.vjp(partial(conv2d_manual, x), F, b)
+            dO = jnp.asarray(rng.normal(size=O.shape))
+            dF, db = pull(dO)
+            np.testing.assert_allclose(db, np.asarray(dO).sum((0, 1, 2)), rtol=1e-12)
+            np.testing.assert_allclose(dF, jax.vjp(partial(conv2d, x), F)[1](dO)[0],
+                                       rtol=1e-11, atol=1e-12)
 
 
 class Conv2dTest(chex.TestCase):

@@ -1,6 +1,7 @@
 """Max / average pooling: numpy-loop forward references and hand backwards against jax.vjp."""
 
 import math
+from functools import partial
 
 import chex
 import flax.linen as nn
@@ -8,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import all_eqns
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -254,6 +256,39 @@ def test_minus_inf_input_ties_with_padding_like_jax(x64):
     expected = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])[None, :, :, None]
     np.testing.assert_array_equal(pullback(dy)[0], expected)
     np.testing.assert_array_equal(max_pool_backward(dy, x, 3, 1, "SAME"), expected)
+
+
+def test_manual_forward_under_grad_is_one_reduction_keeping_winners():
+    """Under jax.vjp, max_pool_manual's forward is one variadic reduction (maxima and arg-max
+    together, no reduce_window) and the pullback keeps the int32 winners, not x."""
+    x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 6, 6, 3)), jnp.float32)
+    for window, strides in ((2, 2), (3, 1)):
+        f = partial(max_pool_manual, window=window, strides=strides)
+        eqns = list(all_eqns(jax.make_jaxpr(lambda x, f=f: jax.vjp(f, x)[0])(x).jaxpr))
+        names = [e.primitive.name for e in eqns]
+        assert "reduce_window_max" not in names and "argmax" not in names
+        assert [len(e.outvars) for e in eqns if e.primitive.name == "reduce"] == [2]
+        y, pullback = jax.vjp(f, x)
+        kept = jax.tree.leaves(pullback)
+        assert [(r.dtype, r.shape) for r in kept] == [(jnp.int32, y.shape)]
+
+
+def test_manual_nan_and_minus_inf_windows(x64):
+    """max_pool_manual under jax.vjp: NaN windows give NaN (as max_pool) and route dy to the
+    first NaN; an all -inf window routes dy to its first element, as max_pool_backward."""
+    x = np.arange(32, dtype=np.float64).reshape(1, 4, 8, 1) % 5
+    x[0, 1, 1, 0] = x[0, 0, 3, 0] = np.nan  # window (0, 0) holds one NaN, window (0, 1) too
+    x[0, 2:4, 4:6, 0] = -np.inf  # window (1, 2): all -inf
+    x = jnp.asarray(x)
+    y_m, pull_m = jax.vjp(lambda x: max_pool_manual(x, 2), x)
+    np.testing.assert_array_equal(y_m, max_pool(x, 2))
+    assert np.isnan(y_m[0, 0, :2, 0]).all() and y_m[0, 1, 2, 0] == -np.inf
+    dy = jnp.arange(1.0, 9.0).reshape(1, 2, 4, 1)
+    dx = pull_m(dy)[0]
+    np.testing.assert_array_equal(dx, max_pool_backward(dy, x, 2))
+    assert dx[0, 1, 1, 0] == dy[0, 0, 0, 0] and dx[0, 0, 3, 0] == dy[0, 0, 1, 0]
+    assert dx[0, 2, 4, 0] == dy[0, 1, 2, 0]
+    assert float(jnp.sum(dx)) == float(jnp.sum(dy))  # each window's dy lands once
 
 
 def test_seed_002_pool_output_sizes():

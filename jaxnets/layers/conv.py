@@ -147,8 +147,32 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
                         f"{F.dtype}")
     if b is not None and b.shape != F.shape[3:]:
         raise ValueError(f"conv2d: b must have shape {F.shape[3:]}, got {b.shape}")
+    if b is not None and b.dtype != x.dtype:
+        raise TypeError(f"conv2d_manual: b must have x's dtype {x.dtype}, got {b.dtype}")
     out = _conv_manual(cfg, x, F)
-    return out if b is None else out + b
+    return out if b is None else _add_bias(out, b)
+
+
+@jax.custom_vjp
+def _add_bias(O: Array, b: Array) -> Array:
+    """O [B, H_o, W_o, C_out] + b [C_out]; dL/db summed in two stages (``_add_bias_bwd``)."""
+    return O + b
+
+
+def _add_bias_fwd(O: Array, b: Array):
+    return O + b, None
+
+
+def _add_bias_bwd(_, dO: Array):
+    """dL/dO passes through; dL/db = sum_{n, i, j} dO[n, i, j, :], first over the rows (n, i) of
+    dO viewed as [B H_o, W_o C_out], then over j. XLA:CPU's one reduction to C_out sums is slow
+    for few channels (LeNet's C1: 0.27 ms of a 5 ms step); LeNet's step in lax.scan 0.94-0.96x
+    the time with the two stages (interleaved A/B, development CPU)."""
+    n, h, w, c = dO.shape
+    return dO, dO.reshape(n * h, w * c).sum(0).reshape(w, c).sum(0)
+
+
+_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
 
 
 def _lax_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:

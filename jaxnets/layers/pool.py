@@ -1,6 +1,7 @@
 """Max and average pooling on NHWC batches, each with its hand-derived backward.
 
-Forward passes are single ``jax.lax.reduce_window`` calls on x [B, H, W, C]. The backward passes
+Forward passes are single ``jax.lax.reduce_window`` calls on x [B, H, W, C] (under jax.grad,
+``max_pool_manual`` takes the maxima and their arg-max from one reduction). The backward passes
 are written out, not taken from autodiff: a pooling window at offset (i, j) of output (p, q)
 reads padded-input element (p s_h + i, q s_w + j), so the window's view of the input is the
 strided slice ``xp[:, i::s_h, j::s_w, :]`` (cut to [B, H_out, W_out, C]) and the gradient flows
@@ -197,8 +198,10 @@ def max_pool_manual(x: Array, window: int | Pair, strides: int | Pair | None = N
     Same values and same gradients (ties included) as ``max_pool`` on inputs without NaN (a
     window holding NaN sends its gradient to the NaN here, to the largest number in autodiff);
     under jax.grad the hand-derived routing runs instead of autodiff's SelectAndScatter, which
-    XLA:CPU runs slowly (experiments/benchmark_lenet.py: LeNet's step about 20 % faster). The
-    LeNet model uses it. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
+    XLA:CPU runs slowly (experiments/benchmark_lenet.py: LeNet's step about 20 % faster), and the
+    forward is one reduction giving the maxima with their winners, which are all the backward
+    keeps (``_max_and_winner``). The LeNet model uses it. Reverse mode only (custom_vjp): no
+    jax.jvp / jacfwd through it.
     """
     return _max_pool_manual(_Geometry("max_pool", jnp.shape(x), window, strides, padding), x)
 
@@ -209,11 +212,11 @@ def _max_pool_manual(g: _Geometry, x: Array) -> Array:
 
 
 def _max_pool_manual_fwd(g: _Geometry, x: Array):
-    return _max_pool_manual(g, x), x
+    return _max_and_winner(x, g)  # residual: the winners, not x
 
 
-def _max_pool_manual_bwd(g: _Geometry, x: Array, dy: Array):
-    return (max_pool_backward(dy, x, g.window, g.strides, g.pads),)
+def _max_pool_manual_bwd(g: _Geometry, winner: Array, dy: Array):
+    return (_route(dy, winner, g),)
 
 
 _max_pool_manual.defvjp(_max_pool_manual_fwd, _max_pool_manual_bwd)
@@ -260,13 +263,40 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
     """
     g = _Geometry("max_pool_backward", jnp.shape(x), window, strides, padding)
     _check_dy("max_pool_backward", dy, g)
-    views = jnp.stack(_window_views(_pad_input(x, g, _lowest(x.dtype)), g))  # [kh kw, B, Ho, Wo, C]
-    winner = jnp.argmax(views, axis=0)  # [B, Ho, Wo, C]; argmax returns the first maximum
-    zero = jnp.zeros((), dy.dtype)
+    return _route(dy, _max_and_winner(x, g)[1], g)
+
+
+def _first_max(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
+    """Reducer of (value, window offset) pairs: the larger value, NaN counting as largest; on
+    equal values the smaller offset. It is ``jnp.argmax``'s reducer (jax._src.lax), so the
+    winner is the same, and the value it carries is the window's max."""
+    (a_val, a_k), (b_val, b_k) = a, b
+    pick_a = (a_val > b_val) | (a_val != a_val)
+    pick_a_k = pick_a | ((a_val == b_val) & (a_k < b_k))
+    return lax.select(pick_a, a_val, b_val), lax.select(pick_a_k, a_k, b_k)
+
+
+def _max_and_winner(x: Array, g: _Geometry) -> tuple[Array, Array]:
+    """x [B, H, W, C] -> (y, winner), both [B, H_out, W_out, C]: y the window maxima (as
+    ``max_pool``), winner the row-major offset i kw + j of each window's first maximum.
+
+    One variadic reduction over the stacked window views [kh kw, B, H_out, W_out, C] with their
+    offsets, so the maxima come with the arg-max: under jax.grad ``max_pool_manual`` keeps the
+    winners instead of x and needs no separate forward ``reduce_window`` (LeNet's step in
+    lax.scan 0.91x the time, interleaved A/B, development CPU).
+    """
+    views = jnp.stack(_window_views(_pad_input(x, g, _lowest(x.dtype)), g))
+    offsets = lax.broadcasted_iota(jnp.int32, views.shape, 0)
+    return lax.reduce((views, offsets), (_lowest(x.dtype), np.int32(0)), _first_max, (0,))
+
+
+def _route(dy: Array, winner: Array, g: _Geometry) -> Array:
+    """dy [B, H_out, W_out, C] to the winners' places: dx [B, H, W, C]."""
     if g.strides == g.window:
         return _route_tiled(dy, winner, g)
-    parts = [jnp.where(winner == k, dy, zero) for k in range(views.shape[0])]
-    return _scatter_views(parts, g)
+    zero = jnp.zeros((), dy.dtype)
+    return _scatter_views([jnp.where(winner == k, dy, zero)
+                           for k in range(g.window[0] * g.window[1])], g)
 
 
 def _route_tiled(dy: Array, winner: Array, g: _Geometry) -> Array:
