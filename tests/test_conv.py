@@ -168,8 +168,22 @@ def test_conv2d_manual_refuses_mixed_dtypes():
     x, F = jnp.ones((1, 6, 6, 1), jnp.float32), jnp.ones((3, 3, 1, 2), jnp.float16)
     with pytest.raises(TypeError, match="x and F must have one dtype, got float32 and float16"):
         conv2d_manual(x, F)
-    with pytest.raises(TypeError, match="b must have x's dtype float32, got float16"):
-        conv2d_manual(x, F.astype(jnp.float32), jnp.ones(2, jnp.float16))
+
+
+def test_bias_of_another_dtype_promotes_as_conv2d():
+    """float32 x and F with a float64 b: conv2d's promoted O + b, and dL/db in b's dtype."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(12)
+        x, F = (jnp.asarray(rng.normal(size=s), jnp.float32) for s in ((2, 8, 8, 1), (3, 3, 1, 4)))
+        b = jnp.asarray(rng.normal(size=4))
+        O = conv2d_manual(x, F, b)
+        assert O.dtype == conv2d(x, F, b).dtype == jnp.float64
+        np.testing.assert_allclose(O, conv2d(x, F, b), rtol=1e-6)
+        dF, db = jax.grad(lambda F, b: jnp.sum(conv2d_manual(x, F, b) ** 2), (0, 1))(F, b)
+        ref_dF, ref_db = jax.grad(lambda F, b: jnp.sum(conv2d(x, F, b) ** 2), (0, 1))(F, b)
+        assert (dF.dtype, db.dtype) == (jnp.float32, jnp.float64)
+        np.testing.assert_allclose(db, ref_db, rtol=1e-5)
+        np.testing.assert_allclose(dF, ref_dF, rtol=1e-5)
 
 
 def test_bias_gradient_in_two_stages_is_the_sum():
@@ -180,12 +194,13 @@ def test_bias_gradient_in_two_stages_is_the_sum():
         for x_shape, F_shape in (((3, 12, 9, 1), (5, 5, 1, 6)), ((2, 7, 8, 3), (3, 3, 3, 4)),
                                  ((2, 9, 9, 8), (3, 3, 8, 16))):
             x, F, b = (jnp.asarray(rng.normal(size=s)) for s in (x_shape, F_shape, F_shape[3:]))
-            O, pull = jax.vjp(partial(conv2d_manual, x), F, b)
+            O, pull = jax.vjp(conv2d_manual, x, F, b)
             dO = jnp.asarray(rng.normal(size=O.shape))
-            dF, db = pull(dO)
+            dx, dF, db = pull(dO)
             np.testing.assert_allclose(db, np.asarray(dO).sum((0, 1, 2)), rtol=1e-12)
-            np.testing.assert_allclose(dF, jax.vjp(partial(conv2d, x), F)[1](dO)[0],
-                                       rtol=1e-11, atol=1e-12)
+            ref_dx, ref_dF = jax.vjp(conv2d, x, F)[1](dO)
+            np.testing.assert_allclose(dx, ref_dx, rtol=1e-11, atol=1e-12)
+            np.testing.assert_allclose(dF, ref_dF, rtol=1e-11, atol=1e-12)
 
 
 class Conv2dTest(chex.TestCase):

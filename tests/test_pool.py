@@ -275,9 +275,9 @@ def test_manual_forward_under_grad_is_one_reduction_keeping_winners():
 
 def test_manual_nan_and_minus_inf_windows(x64):
     """max_pool_manual under jax.vjp: NaN windows give NaN (as max_pool) and route dy to the
-    first NaN; an all -inf window routes dy to its first element, as max_pool_backward."""
+    NaN (with two, to one of them); an all -inf window routes dy to its first element."""
     x = np.arange(32, dtype=np.float64).reshape(1, 4, 8, 1) % 5
-    x[0, 1, 1, 0] = x[0, 0, 3, 0] = np.nan  # window (0, 0) holds one NaN, window (0, 1) too
+    x[0, 1, 1, 0] = x[0, 0, 3, 0] = x[0, 1, 2, 0] = np.nan  # window (0, 1) holds two NaNs
     x[0, 2:4, 4:6, 0] = -np.inf  # window (1, 2): all -inf
     x = jnp.asarray(x)
     y_m, pull_m = jax.vjp(lambda x: max_pool_manual(x, 2), x)
@@ -286,9 +286,47 @@ def test_manual_nan_and_minus_inf_windows(x64):
     dy = jnp.arange(1.0, 9.0).reshape(1, 2, 4, 1)
     dx = pull_m(dy)[0]
     np.testing.assert_array_equal(dx, max_pool_backward(dy, x, 2))
-    assert dx[0, 1, 1, 0] == dy[0, 0, 0, 0] and dx[0, 0, 3, 0] == dy[0, 0, 1, 0]
-    assert dx[0, 2, 4, 0] == dy[0, 1, 2, 0]
+    assert dx[0, 1, 1, 0] == dy[0, 0, 0, 0] and dx[0, 2, 4, 0] == dy[0, 1, 2, 0]
+    assert sorted([float(dx[0, 0, 3, 0]), float(dx[0, 1, 2, 0])]) == [0.0, float(dy[0, 0, 1, 0])]
     assert float(jnp.sum(dx)) == float(jnp.sum(dy))  # each window's dy lands once
+    # overlapping windows (the transposed-slice routing), at most one NaN per window
+    x = np.array(jnp.where(jnp.isnan(x), 0.0, x))
+    x[0, 1, 1, 0] = x[0, 3, 6, 0] = np.nan
+    _, pull_m = jax.vjp(lambda x: max_pool_manual(x, 2, 1), jnp.asarray(x))
+    dy = jnp.asarray(np.random.default_rng(9).normal(size=(1, 3, 7, 1)))
+    np.testing.assert_array_equal(pull_m(dy)[0], _first_argmax_backward(dy, x, (2, 2), (1, 1)))
+
+
+def test_manual_maxima_are_the_winners_values(x64):
+    """Windows of signed zeros: under jax.vjp the maximum is its first element, bit for bit
+    (the sign included), and equals max_pool's as a number."""
+    rng = np.random.default_rng(10)
+    x = jnp.asarray(rng.choice([-0.0, 0.0, -1.0], size=(2, 6, 6, 3)))
+    for strides in (2, 1):
+        y_m, _ = jax.vjp(lambda x, s=strides: max_pool_manual(x, 2, s), x)
+        np.testing.assert_array_equal(y_m, max_pool(x, 2, strides))  # -0.0 == 0.0
+        views = np.stack([np.asarray(x)[:, i:i + 5:strides, j:j + 5:strides]
+                          for i in range(2) for j in range(2)])
+        first = np.take_along_axis(views, np.argmax(views, axis=0)[None], axis=0)[0]
+        np.testing.assert_array_equal(np.signbit(y_m), np.signbit(first))
+
+
+@pytest.mark.parametrize("window, strides, padding", [(2, 2, "VALID"), (3, 1, "SAME"),
+                                                      ((2, 3), (1, 2), ((1, 0), (0, 2)))])
+def test_manual_second_derivatives_equal_autodiffs(x64, window, strides, padding):
+    """Reverse over reverse through max_pool_manual (a gradient penalty) equals autodiff's
+    through max_pool; the winners have no derivative, so max_pool_backward's dx has none in x."""
+    x = jnp.asarray(np.random.default_rng(13).normal(size=(2, 6, 7, 2)))
+
+    def penalty(pool):
+        inner = jax.grad(lambda x: jnp.sum(jnp.sin(pool(x, window, strides, padding)) ** 2))
+        return jax.grad(lambda x: jnp.sum(inner(x) ** 2))
+
+    chex.assert_trees_all_close(jax.jit(penalty(max_pool_manual))(x), penalty(max_pool)(x),
+                                rtol=1e-12, atol=1e-12)
+    dy = jnp.ones(max_pool(x, window, strides, padding).shape)
+    d_dx = jax.grad(lambda x: jnp.sum(max_pool_backward(dy, x, window, strides, padding) * x))(x)
+    np.testing.assert_array_equal(d_dx, max_pool_backward(dy, x, window, strides, padding))
 
 
 def test_seed_002_pool_output_sizes():

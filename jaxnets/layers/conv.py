@@ -147,10 +147,11 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
                         f"{F.dtype}")
     if b is not None and b.shape != F.shape[3:]:
         raise ValueError(f"conv2d: b must have shape {F.shape[3:]}, got {b.shape}")
-    if b is not None and b.dtype != x.dtype:
-        raise TypeError(f"conv2d_manual: b must have x's dtype {x.dtype}, got {b.dtype}")
     out = _conv_manual(cfg, x, F)
-    return out if b is None else _add_bias(out, b)
+    if b is None:
+        return out
+    dtype = jnp.result_type(out, b)  # conv2d's O + b promotion
+    return _add_bias(out.astype(dtype), b.astype(dtype))
 
 
 @jax.custom_vjp

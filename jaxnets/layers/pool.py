@@ -200,8 +200,9 @@ def max_pool_manual(x: Array, window: int | Pair, strides: int | Pair | None = N
     under jax.grad the hand-derived routing runs instead of autodiff's SelectAndScatter, which
     XLA:CPU runs slowly (experiments/benchmark_lenet.py: LeNet's step about 20 % faster), and the
     forward is one reduction giving the maxima with their winners, which are all the backward
-    keeps (``_max_and_winner``). The LeNet model uses it. Reverse mode only (custom_vjp): no
-    jax.jvp / jacfwd through it.
+    keeps (``_max_and_winner``; a zero maximum may then differ from ``max_pool``'s in sign).
+    The LeNet model uses it. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it;
+    reverse over reverse (e.g. a gradient penalty) works.
     """
     return _max_pool_manual(_Geometry("max_pool", jnp.shape(x), window, strides, padding), x)
 
@@ -253,7 +254,7 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
     SelectAndScatter with a ``>=`` select, which keeps the earliest maximum); tests check it on
     inputs full of ties. Padding holds -inf, so it never takes the gradient from a finite x;
     where x is -inf the padding ties with it and, if it comes first in the window, the gradient
-    is dropped, again as in JAX.
+    is dropped, again as in JAX. A window holding one NaN sends its gradient to the NaN.
 
     Args:
       dy: [B, H_out, W_out, C] upstream gradient dl/dy.
@@ -268,14 +269,17 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
 
 def _first_max(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
     """Reducer of (value, window offset) pairs: the larger value, NaN counting as largest; on
-    equal values the smaller offset. It is ``jnp.argmax``'s reducer (jax._src.lax), so the
-    winner is the same, and the value it carries is the window's max."""
+    equal values the smaller offset. The offset is chosen as by ``jnp.argmax``'s reducer
+    (jax._src.lax), so the winner is the window's first maximum (between two NaNs, whichever
+    XLA's reduction keeps, as there), and the value is the winner's, bit for bit (``max_pool``'s
+    ``reduce_window`` may differ in the sign of a zero maximum). A stricter order that also
+    ranks NaNs by offset made LeNet's step 1.07x slower (the reduction is not vectorised)."""
     (a_val, a_k), (b_val, b_k) = a, b
-    pick_a = (a_val > b_val) | (a_val != a_val)
-    pick_a_k = pick_a | ((a_val == b_val) & (a_k < b_k))
-    return lax.select(pick_a, a_val, b_val), lax.select(pick_a_k, a_k, b_k)
+    pick_a = (a_val > b_val) | (a_val != a_val) | ((a_val == b_val) & (a_k < b_k))
+    return lax.select(pick_a, a_val, b_val), lax.select(pick_a, a_k, b_k)
 
 
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_and_winner(x: Array, g: _Geometry) -> tuple[Array, Array]:
     """x [B, H, W, C] -> (y, winner), both [B, H_out, W_out, C]: y the window maxima (as
     ``max_pool``), winner the row-major offset i kw + j of each window's first maximum.
@@ -283,11 +287,23 @@ def _max_and_winner(x: Array, g: _Geometry) -> tuple[Array, Array]:
     One variadic reduction over the stacked window views [kh kw, B, H_out, W_out, C] with their
     offsets, so the maxima come with the arg-max: under jax.grad ``max_pool_manual`` keeps the
     winners instead of x and needs no separate forward ``reduce_window`` (LeNet's step in
-    lax.scan 0.91x the time, interleaved A/B, development CPU).
+    lax.scan 0.91x the time, interleaved A/B, development CPU). Its derivative (below) lets
+    higher-order derivatives through: JAX has no JVP for a reduction with an integer operand.
     """
     views = jnp.stack(_window_views(_pad_input(x, g, _lowest(x.dtype)), g))
     offsets = lax.broadcasted_iota(jnp.int32, views.shape, 0)
     return lax.reduce((views, offsets), (_lowest(x.dtype), np.int32(0)), _first_max, (0,))
+
+
+@_max_and_winner.defjvp
+def _max_and_winner_jvp(g: _Geometry, primals, tangents):
+    """dy = the tangent of each window's winner; the winners are piecewise constant (no
+    tangent)."""
+    (x,), (x_dot,) = primals, tangents
+    y, winner = _max_and_winner(x, g)
+    views_dot = jnp.stack(_window_views(_pad_input(x_dot, g, 0), g))
+    y_dot = jnp.take_along_axis(views_dot, winner[None], axis=0)[0]
+    return (y, winner), (y_dot, np.zeros(winner.shape, jax.dtypes.float0))
 
 
 def _route(dy: Array, winner: Array, g: _Geometry) -> Array:
