@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
@@ -537,6 +538,7 @@ class _Blocks(NamedTuple):
     """A planned sweep: the compiled block function and how the [H, S] grid is cut."""
 
     compiled: Callable
+    mesh: Mesh
     b_h: int
     b_s: int
     n_h: int
@@ -557,16 +559,37 @@ class _Blocks(NamedTuple):
             rows.append([])
             for j in range(-(-self.n_s // self.b_s)):
                 block = _take_block((state, hps), (_LAYOUT, "h"), i, j, self.b_h, self.b_s)
-                out = self.compiled(*jax.device_put((*block, *data), in_shardings))
-                # with several blocks the grid's state waits on the host: a device holds one
-                # block at a time, as the memory plan assumes
-                rows[-1].append(out if self.count == 1 else jax.device_get(out))
+                if self.mesh.is_multi_process:  # every process gets the whole block back
+                    out = self.compiled(*_put_global(block, self.mesh), *data)
+                    rows[-1].append(multihost_utils.process_allgather(out, tiled=True))
+                else:
+                    out = self.compiled(*jax.device_put((*block, *data), in_shardings))
+                    # with several blocks the grid's state waits on the host: a device holds
+                    # one block at a time, as the memory plan assumes
+                    rows[-1].append(out if self.count == 1 else jax.device_get(out))
         (params, opt_state, diverged_at), outputs = jax.tree.map(
             lambda *leaves: _assemble(leaves, len(rows[0]), self.n_h, self.n_s),
             *[r for row in rows for r in row])
         state = TrainState(params, opt_state, state.key, state.step + self.steps_per_call,
                            diverged_at)
         return state, outputs
+
+
+def _put_global(block: tuple[TrainState, Hparams], mesh: Mesh) -> tuple:
+    """A block's (state, hparams), host values that every process holds alike, as global
+    arrays on a mesh spanning processes (PRNG keys through their key data)."""
+    def put(spec, a):
+        sharding = jax.NamedSharding(mesh, spec)
+        if jnp.issubdtype(jnp.result_type(a), jax.dtypes.prng_key):
+            data = jax.device_put(np.asarray(jax.random.key_data(a)), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
+        return jax.device_put(np.asarray(a), sharding)
+
+    state, hps = block
+    specs = jax.tree.map(_spec, _LAYOUT)
+    state = TrainState(*(jax.tree.map(partial(put, spec), field)
+                         for spec, field in zip(specs, state, strict=True)))
+    return state, jax.tree.map(partial(put, P("hp")), hps)
 
 
 def _relead(state: TrainState, lead: int, shape: tuple[int, ...]) -> TrainState:
@@ -597,7 +620,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     ("hp", "seed") mesh, each device running its members with no communication; axes are
     padded to a multiple of the mesh (padding members are dropped). On several hosts, call
     ``jax.distributed.initialize()`` in every process first and pass the same arguments
-    everywhere (see README).
+    everywhere: the mesh spans the hosts and every process gets the whole result (see
+    README).
 
     Memory: only metrics, final params and ``diverged_at`` come back, never per-step params.
     The compiled block's memory (XLA's memory analysis) is checked against ``memory_limit``
@@ -660,7 +684,10 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     devices = list(devices or jax.devices())
     mesh = _mesh(devices, n_h, n_s)
     state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)  # on the host
-    data = jax.device_put((train_data, eval_data), jax.NamedSharding(mesh, P()))
+    data = (train_data, eval_data)
+    if mesh.is_multi_process:  # device_put takes host values, the same in every process
+        data = jax.tree.map(np.asarray, data)
+    data = jax.device_put(data, jax.NamedSharding(mesh, P()))
     leaves, treedef = jax.tree.flatten((state, hps, *data))
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
     if members_per_block is None:
@@ -668,7 +695,7 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     b_h, b_s, compiled, used = _plan_blocks(
         _sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef,
         memory_limit or default_memory_limit(devices[0]), members_per_block)
-    blocks = _Blocks(compiled, b_h, b_s, n_h, n_s, eval_every * dict(static)["num_chunks"])
+    blocks = _Blocks(compiled, mesh, b_h, b_s, n_h, n_s, eval_every * dict(static)["num_chunks"])
     info = None
     if chunked:
         def chunk(s: TrainState):

@@ -3,6 +3,7 @@ memory blocks, devices."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -178,6 +179,70 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_one_device():
     assert res["diverged_same"]
     for k in ("loss_4_vs_1", "metrics_4_vs_1", "params_4_vs_1", "member_vs_fit"):
         assert res[k] <= 1e-5, (k, res[k])
+
+
+TWO_HOSTS = textwrap.dedent("""
+    import json, sys, tempfile
+    import jax, numpy as np
+    process_id, port = int(sys.argv[1]), int(sys.argv[2])
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{{port}}", num_processes=2, process_id=process_id)
+    sys.path.insert(0, {tests!r})
+    from jaxnets import optim, train
+    from jaxnets.models import sin_mlp
+    from test_train import INIT, _data
+    data = _data()
+    kw = dict(init=INIT, loss=sin_mlp.loss, optimizer=optim.get("momentum"), steps=40,
+              batch_size=16, evaluate=sin_mlp.metrics, eval_every=20, seeds=3)
+    lrs = np.array([0.01, 0.05, 1e38, 0.2, 0.3], np.float32)
+    run = lambda lrs, **more: train.sweep(lrs, data, {{"train": data}}, **kw | more)
+    one = run(lrs, devices=jax.local_devices()[:1])
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {{"spanning": run(lrs), "blocks": run(lrs, members_per_block=1),
+                 "checkpointed": run(lrs, checkpoint_dir=f"{{tmp}}/host{{process_id}}")}}
+    share = np.array_split(np.arange(len(lrs)), jax.process_count())[process_id]
+    here = run(lrs[share], devices=jax.local_devices())
+    def diff(a, b):  # largest |a - b| / (1 + |b|): the diverged member's params are ~1e38
+        pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        return max(float(np.nanmax(np.abs(np.asarray(u, float) - np.asarray(v, float))
+                                   / (1 + np.abs(np.asarray(v, float))))) for u, v in pairs)
+    fields = lambda r: (r.train_loss, r.eval_metrics, r.params, r.diverged_at)
+    print(json.dumps({{
+        "devices": [len(jax.devices()), len(jax.local_devices())],
+        "blocks": {{k: r.blocks for k, r in runs.items()}},
+        "vs_one_device": {{k: diff(fields(r), fields(one)) for k, r in runs.items()}},
+        "share_vs_one_device": diff(fields(here), jax.tree.map(lambda a: np.asarray(a)[share],
+                                                               fields(one))),
+        "diverged": np.asarray(runs["spanning"].diverged_at).tolist(),
+    }}))
+""")
+
+
+def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
+    """jax.distributed.initialize with two processes of two CPU devices each (as two hosts):
+    one sweep over all four devices, in one block, in several, and checkpointed, and each
+    process's share of the grid on its own devices, all equal one device's sweep."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    script = tmp_path / "host.py"
+    script.write_text(TWO_HOSTS.format(tests=str(Path(__file__).parent)))
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    for out, _ in outs:
+        res = json.loads(out.strip().splitlines()[-1])
+        assert res["devices"] == [4, 2]
+        assert res["blocks"]["blocks"] > res["blocks"]["spanning"] == 1
+        assert min(res["diverged"][2]) >= 0 and res["diverged"][0] == [-1, -1, -1]
+        for k, v in res["vs_one_device"].items():
+            assert v <= 1e-5, (k, v)
+        assert res["share_vs_one_device"] <= 1e-5
 
 
 def test_validate_false_skips_the_argument_checks(monkeypatch):
