@@ -380,7 +380,8 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
                *, directory: str | Path | None = None, meta: Mapping[str, Any] | None = None,
                every: int = 1, keep: int = 3, steps_per_chunk: int = 1, desc: str = "train",
                progress: bool = True, outputs_like: PyTree | None = None,
-               stop: Callable[[PyTree], bool] | None = None) -> Chunked:
+               stop: Callable[[PyTree], bool] | None = None,
+               resume_step: int | None = None) -> Chunked:
     """``state, out = chunk(state)`` ``num_chunks`` times, saving a checkpoint as it goes.
 
     With ``directory``: if it holds a checkpoint, the run resumes from the newest one (its meta
@@ -395,6 +396,8 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
     ``chunk`` cannot be traced by ``jax.eval_shape`` (default: traced).
     ``stop(state)``: end early after a chunk where it is true (e.g. the run diverged); the
     outputs then hold fewer than ``num_chunks`` chunks.
+    ``resume_step``: resume from the checkpoint of this step instead of the newest (0: start
+    afresh); processes of one multi-host run use it to agree on a checkpoint they all hold.
     """
     if not (isinstance(num_chunks, int) and num_chunks >= 1):
         raise ValueError(f"num_chunks must be a positive integer, got {num_chunks!r}")
@@ -403,12 +406,18 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
     meta = json.loads(runs.to_json(dict(meta or {})))
     store = Checkpoints(directory, keep) if directory is not None and every else None
     outputs: list[PyTree] = []
-    if store is not None and (latest := store.latest()) is not None:
+    latest = None if store is None else (
+        store.latest() if resume_step is None else store.path(resume_step) if resume_step
+        else None)
+    if resume_step and store is not None and resume_step not in store.steps():
+        raise CheckpointError(f"{store.directory}: no checkpoint of step {resume_step} to "
+                              f"resume from (it holds steps {store.steps()})")
+    if latest is not None:
         per_chunk = jax.eval_shape(chunk, state)[1] if outputs_like is None else outputs_like
         state, outputs = _resume(latest, state, per_chunk, meta)
     start = len(outputs)
     if start > num_chunks:
-        raise CheckpointError(f"{store.latest()}: holds {start} chunks, more than the "
+        raise CheckpointError(f"{latest}: holds {start} chunks, more than the "
                               f"{num_chunks} of this run")
     writer = _Writer(store)
     chunk_s, end = [], start if start > 0 and stop is not None and stop(state) else num_chunks

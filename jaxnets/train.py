@@ -641,7 +641,9 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     ``keep`` kept). If the folder already holds a checkpoint of this sweep, it resumes from
     it, bit-identical to an uninterrupted run; one of another sweep (another grid or order of
     its axes, model, data shapes or settings) is refused, listing the differences.
-    ``extract_member`` turns one member into an ordinary single-run checkpoint.
+    ``extract_member`` turns one member into an ordinary single-run checkpoint. On a mesh
+    spanning processes, process i saves in ``checkpoint_dir/process-<i>`` and all resume from
+    the newest step every process holds.
 
     Args:
       learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
@@ -670,19 +672,23 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     meta = _sweep_meta(grid, train_data, eval_data, init=init, loss=loss, optimizer=optimizer,
                        evaluate=evaluate, augment=augment, steps=steps, batch_size=batch_size,
                        eval_every=eval_every)
-    chunked = checkpoint_dir is not None and checkpoint_every > 0
-    if chunked:  # refuse another sweep's checkpoint before compiling anything
-        checkpoint.check_resumable(checkpoint_dir, meta)
     mesh_axes = np.meshgrid(*(grid[k] for k in hp_names), indexing="ij")
     hps = {k: jnp.asarray(v.reshape(-1)) for k, v in zip(hp_names, mesh_axes, strict=True)}
     n_h, n_s = hps["learning_rate"].shape[0], len(keys)
+    devices = list(devices or jax.devices())
+    mesh = _mesh(devices, n_h, n_s)
+    chunked = checkpoint_dir is not None and checkpoint_every > 0
+    resume_step = None
+    if chunked and mesh.is_multi_process:  # each process saves the whole grid in its folder
+        checkpoint_dir = Path(checkpoint_dir) / f"process-{jax.process_index()}"
+        resume_step = _common_checkpoint(checkpoint_dir)
+    if chunked:  # refuse another sweep's checkpoint before compiling anything
+        checkpoint.check_resumable(checkpoint_dir, meta)
     shape = tuple(len(grid[k]) for k in hp_names) + (n_s,)
     n_chunks = steps // eval_every
     static = (("loss", loss), ("optimizer", optimizer), ("batch_size", batch_size),
               ("evaluate", evaluate), ("eval_every", eval_every), ("augment", augment),
               ("num_chunks", 1 if chunked else n_chunks))
-    devices = list(devices or jax.devices())
-    mesh = _mesh(devices, n_h, n_s)
     state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)  # on the host
     data = (train_data, eval_data)
     if mesh.is_multi_process:  # device_put takes host values, the same in every process
@@ -709,8 +715,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
         info = checkpoint.run_chunks(_relead(state, 2, shape), chunk, n_chunks,
                                      directory=checkpoint_dir, meta=meta, every=checkpoint_every,
                                      keep=keep, steps_per_chunk=eval_every, desc="sweep",
-                                     progress=progress,
-                                     outputs_like=outputs_like)
+                                     progress=progress, outputs_like=outputs_like,
+                                     resume_step=resume_step)
         state, (losses, metrics) = info.state, info.outputs  # [n_chunks, *shape, ...]
         n = len(shape)
         losses = np.moveaxis(losses, 0, n).reshape(shape + (steps,))
@@ -723,6 +729,19 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     return SweepResult(state.params, losses, metrics, state.diverged_at, grid=grid,
                        blocks=blocks.count, bytes_per_device=used,
                        checkpoint=info)
+
+
+def _common_checkpoint(directory: Path) -> int:
+    """The newest step whose checkpoint every process holds in its own ``directory`` (0 if
+    none): processes killed together may have finished different saves, and all must resume
+    from the same one."""
+    held = checkpoint.Checkpoints(directory).steps()
+    width = int(np.max(multihost_utils.process_allgather(np.int32(len(held)))))
+    padded = np.full(max(width, 1), -1, np.int64)
+    padded[:len(held)] = held
+    everyone = multihost_utils.process_allgather(padded)  # [processes, width]
+    common = set(everyone[0]).intersection(*map(set, everyone[1:])) - {-1}
+    return int(max(common, default=0))
 
 
 def _sweep_init(keys: Array, n_h: int, *, init, optimizer) -> TrainState:

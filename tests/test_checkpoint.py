@@ -263,6 +263,21 @@ def test_run_chunks_resumes_bit_identical_after_an_interruption(tmp_path):
     _assert_bits_equal(done.outputs, whole.outputs)
 
 
+def test_run_chunks_resumes_from_the_step_it_is_given(tmp_path):
+    whole = checkpoint.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, keep=10,
+                                  steps_per_chunk=5, progress=False)
+    kw = dict(directory=tmp_path, keep=10, steps_per_chunk=5, progress=False)
+    older = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=15, **kw)
+    assert older.resumed_from == 3 and len(older.chunk_seconds) == 3
+    afresh = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
+    assert afresh.resumed_from == 0 and len(afresh.chunk_seconds) == 6
+    for r in (older, afresh):
+        _assert_bits_equal((r.state, r.outputs), (whole.state, whole.outputs))
+    with pytest.raises(CheckpointError, match=r"no checkpoint of step 12 to resume from \(it "
+                                              r"holds steps \[5, 10, 15, 20, 25, 30\]\)"):
+        checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=12, **kw)
+
+
 def test_run_chunks_saves_every_k_chunks_and_after_the_last(tmp_path):
     r = checkpoint.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, every=2, keep=10,
                               progress=False)

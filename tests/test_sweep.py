@@ -182,9 +182,10 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_one_device():
 
 
 TWO_HOSTS = textwrap.dedent("""
-    import json, sys, tempfile
+    import json, pathlib, sys
     import jax, numpy as np
-    process_id, port = int(sys.argv[1]), int(sys.argv[2])
+    from jax.experimental import multihost_utils
+    process_id, port, tmp = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{{port}}", num_processes=2, process_id=process_id)
     sys.path.insert(0, {tests!r})
@@ -197,9 +198,15 @@ TWO_HOSTS = textwrap.dedent("""
     lrs = np.array([0.01, 0.05, 1e38, 0.2, 0.3], np.float32)
     run = lambda lrs, **more: train.sweep(lrs, data, {{"train": data}}, **kw | more)
     one = run(lrs, devices=jax.local_devices()[:1])
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = {{"spanning": run(lrs), "blocks": run(lrs, members_per_block=1),
-                 "checkpointed": run(lrs, checkpoint_dir=f"{{tmp}}/host{{process_id}}")}}
+    runs = {{"spanning": run(lrs), "blocks": run(lrs, members_per_block=1),
+             "checkpointed": run(lrs, checkpoint_dir=tmp)}}
+    # killed while saving: process 1 lacks the last checkpoint, so both resume from the one
+    # before it
+    multihost_utils.sync_global_devices("saved")
+    if process_id == 1:
+        max((tmp / "process-1").glob("step-*.ckpt")).unlink()
+    multihost_utils.sync_global_devices("removed")
+    runs["resumed"] = run(lrs, checkpoint_dir=tmp)
     share = np.array_split(np.arange(len(lrs)), jax.process_count())[process_id]
     here = run(lrs[share], devices=jax.local_devices())
     def diff(a, b):  # largest |a - b| / (1 + |b|): the diverged member's params are ~1e38
@@ -214,14 +221,17 @@ TWO_HOSTS = textwrap.dedent("""
         "share_vs_one_device": diff(fields(here), jax.tree.map(lambda a: np.asarray(a)[share],
                                                                fields(one))),
         "diverged": np.asarray(runs["spanning"].diverged_at).tolist(),
+        "resumed_from": runs["resumed"].checkpoint.resumed_from,
+        "files": sorted(p.name for p in tmp.glob("process-*/step-*.ckpt")),
     }}))
 """)
 
 
 def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
     """jax.distributed.initialize with two processes of two CPU devices each (as two hosts):
-    one sweep over all four devices, in one block, in several, and checkpointed, and each
-    process's share of the grid on its own devices, all equal one device's sweep."""
+    one sweep over all four devices, in one block, in several, checkpointed, and resumed after
+    one process lost its newest checkpoint, and each process's share of the grid on its own
+    devices, all equal one device's sweep."""
     with socket.socket() as s:
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
@@ -229,10 +239,15 @@ def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
                JAX_PLATFORMS="cpu")
     script = tmp_path / "host.py"
     script.write_text(TWO_HOSTS.format(tests=str(Path(__file__).parent)))
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port)], env=env,
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port),
+                               str(tmp_path / "ckpt")], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    try:  # processes that disagree on the program they run wait for each other forever
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-3000:]
     for out, _ in outs:
@@ -243,6 +258,9 @@ def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
         for k, v in res["vs_one_device"].items():
             assert v <= 1e-5, (k, v)
         assert res["share_vs_one_device"] <= 1e-5
+        assert res["resumed_from"] == 1  # of 2 chunks: step 20, the newest both processes held
+    assert set(res["files"]) == {"step-000000020.ckpt", "step-000000040.ckpt"}
+    assert len(res["files"]) == 4  # each process's folder holds the whole grid's checkpoints
 
 
 def test_validate_false_skips_the_argument_checks(monkeypatch):
