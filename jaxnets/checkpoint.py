@@ -291,9 +291,11 @@ class Checkpoints:
         return self.write(step, encode(tree, meta))
 
     def write(self, step: int, data: bytes | list) -> Path:
-        """``save`` for an encoded checkpoint (bytes, or the buffers of ``encode_parts``)."""
+        """``save`` for an encoded checkpoint (bytes, or the buffers of ``encode_parts``).
+        Pruning keeps the newest ``keep`` up to ``step``; newer ones (left by a run resumed
+        from an older checkpoint, which will write them again) stay until rewritten."""
         path = runs.atomic_write(self.path(step), data)
-        for old in self.steps()[:-self.keep]:
+        for old in [s for s in self.steps() if s <= step][:-self.keep]:
             self.path(old).unlink(missing_ok=True)
         for tmp in self.directory.glob(".step-*.tmp"):
             tmp.unlink(missing_ok=True)
@@ -405,6 +407,8 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
         raise ValueError(f"every must be an integer >= 0, got {every!r}")
     meta = json.loads(runs.to_json(dict(meta or {})))
     store = Checkpoints(directory, keep) if directory is not None and every else None
+    if resume_step is not None and store is None:
+        raise ValueError("resume_step needs a directory and every >= 1")
     outputs: list[PyTree] = []
     latest = None if store is None else (
         store.latest() if resume_step is None else store.path(resume_step) if resume_step

@@ -16,6 +16,7 @@ replacement). The order depends only on (key, t), so a run split into chunks see
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
 from pathlib import Path
@@ -483,13 +484,16 @@ def _block_avals(tree, layout, b_h: int, b_s: int):
     return jax.tree.map(lambda axes, sub: jax.tree.map(partial(leaf, axes), sub), layout, tree)
 
 
-def _compiled_bytes(compiled) -> int | None:
-    """Bytes per device XLA says a compiled block needs (None where it cannot say)."""
+def _compiled_bytes(compiled, gathered_from: int = 0) -> int | None:
+    """Bytes per device XLA says a compiled block needs (None where it cannot say); with
+    ``gathered_from`` devices, at least its outputs plus all of theirs (gathering a block
+    spanning processes copies the whole block's outputs to every device)."""
     m = compiled.memory_analysis()
     if m is None:
         return None
-    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-            - m.alias_size_in_bytes)
+    run = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+           - m.alias_size_in_bytes)
+    return max(run, m.output_size_in_bytes * (1 + gathered_from))
 
 
 def _mib(n: int) -> str:
@@ -520,7 +524,7 @@ def _plan_blocks(fn: Callable, mesh: Mesh, n_h: int, n_s: int, avals: tuple, tre
     while True:
         args = _block_avals((state, hps), (_LAYOUT, "h"), b_h, b_s)
         compiled = fn.lower(*args, *data).compile()
-        used = _compiled_bytes(compiled)
+        used = _compiled_bytes(compiled, mesh.size if mesh.is_multi_process else 0)
         if used is None or used <= memory_limit:
             return b_h, b_s, compiled, used
         if b_h == d_h and b_s == d_s:
@@ -620,7 +624,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     ("hp", "seed") mesh, each device running its members with no communication; axes are
     padded to a multiple of the mesh (padding members are dropped). On several hosts, call
     ``jax.distributed.initialize()`` in every process first and pass the same arguments
-    everywhere: the mesh spans the hosts and every process gets the whole result (see
+    everywhere: the mesh spans the hosts, the processes agree on the memory limit and block
+    size (the smallest), and every process gets the whole result as numpy arrays (see
     README).
 
     Memory: only metrics, final params and ``diverged_at`` come back, never per-step params.
@@ -681,8 +686,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     resume_step = None
     if chunked and mesh.is_multi_process:  # each process saves the whole grid in its folder
         checkpoint_dir = Path(checkpoint_dir) / f"process-{jax.process_index()}"
-        resume_step = _common_checkpoint(checkpoint_dir)
-    if chunked:  # refuse another sweep's checkpoint before compiling anything
+        resume_step = _common_checkpoint(checkpoint_dir, meta)
+    elif chunked:  # refuse another sweep's checkpoint before compiling anything
         checkpoint.check_resumable(checkpoint_dir, meta)
     shape = tuple(len(grid[k]) for k in hp_names) + (n_s,)
     n_chunks = steps // eval_every
@@ -696,11 +701,16 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     data = jax.device_put(data, jax.NamedSharding(mesh, P()))
     leaves, treedef = jax.tree.flatten((state, hps, *data))
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
+    local = mesh.local_devices[0]
+    memory_limit = memory_limit or default_memory_limit(local)
     if members_per_block is None:
-        members_per_block = default_members_per_block(devices[0], init, optimizer, keys[0])
+        members_per_block = default_members_per_block(local, init, optimizer, keys[0])
+    if mesh.is_multi_process:  # every process must plan the same blocks
+        memory_limit, members_per_block = (int(v) for v in multihost_utils.process_allgather(
+            np.array([memory_limit, members_per_block], np.int64)).min(axis=0))
     b_h, b_s, compiled, used = _plan_blocks(
-        _sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef,
-        memory_limit or default_memory_limit(devices[0]), members_per_block)
+        _sweep_fn(mesh, static), mesh, n_h, n_s, avals, treedef, memory_limit,
+        members_per_block)
     blocks = _Blocks(compiled, mesh, b_h, b_s, n_h, n_s, eval_every * dict(static)["num_chunks"])
     info = None
     if chunked:
@@ -731,17 +741,36 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
                        checkpoint=info)
 
 
-def _common_checkpoint(directory: Path) -> int:
+def _common_checkpoint(directory: Path, meta: dict) -> int:
     """The newest step whose checkpoint every process holds in its own ``directory`` (0 if
-    none): processes killed together may have finished different saves, and all must resume
-    from the same one."""
+    none), checked (settings, hash) in every process before any resumes: processes killed
+    together may have finished different saves, and all must resume from the same one; a
+    refusal in one process is raised in all (else the others would wait for it forever)."""
     held = checkpoint.Checkpoints(directory).steps()
     width = int(np.max(multihost_utils.process_allgather(np.int32(len(held)))))
     padded = np.full(max(width, 1), -1, np.int64)
     padded[:len(held)] = held
     everyone = multihost_utils.process_allgather(padded)  # [processes, width]
     common = set(everyone[0]).intersection(*map(set, everyone[1:])) - {-1}
-    return int(max(common, default=0))
+    step = int(max(common, default=0))
+    if not common and (everyone >= 0).any():
+        warnings.warn(f"sweep: the processes hold checkpoints but no step in common "
+                      f"({everyone.tolist()}); starting afresh", stacklevel=3)
+    error = None
+    try:
+        checkpoint.check_resumable(directory, meta)
+        if step:
+            checkpoint.read_arrays(checkpoint.Checkpoints(directory).path(step))
+    except (checkpoint.CheckpointError, OSError) as e:
+        error = e
+    refused = np.flatnonzero(multihost_utils.process_allgather(np.int32(error is not None)))
+    if error is not None:
+        raise error
+    if refused.size:
+        raise checkpoint.CheckpointError(
+            f"sweep: process(es) {refused.tolist()} refused their checkpoint of step {step} "
+            "(their error says why); no process resumed")
+    return step
 
 
 def _sweep_init(keys: Array, n_h: int, *, init, optimizer) -> TrainState:

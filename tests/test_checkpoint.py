@@ -276,6 +276,22 @@ def test_run_chunks_resumes_from_the_step_it_is_given(tmp_path):
     with pytest.raises(CheckpointError, match=r"no checkpoint of step 12 to resume from \(it "
                                               r"holds steps \[5, 10, 15, 20, 25, 30\]\)"):
         checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=12, **kw)
+    with pytest.raises(ValueError, match="resume_step needs a directory and every >= 1"):
+        checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=5, progress=False)
+
+
+def test_saves_of_a_run_resumed_from_an_older_checkpoint_are_kept(tmp_path):
+    """Pruning keeps the newest ``keep`` up to the step just saved, so a run resumed from
+    before the newest three does not delete its own saves."""
+    kw = dict(directory=tmp_path, keep=3, steps_per_chunk=5, progress=False)
+    whole = checkpoint.run_chunks(_toy_state(), _TOY, 6, **kw)
+    assert checkpoint.Checkpoints(tmp_path).steps() == [20, 25, 30]
+    with pytest.raises(Interrupt):
+        checkpoint.run_chunks(_toy_state(), _interrupted(3), 6, resume_step=0, **kw)
+    assert checkpoint.Checkpoints(tmp_path).steps() == [5, 10, 20, 25, 30]
+    again = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
+    _assert_bits_equal((again.state, again.outputs), (whole.state, whole.outputs))
+    assert checkpoint.Checkpoints(tmp_path).steps() == [20, 25, 30]
 
 
 def test_run_chunks_saves_every_k_chunks_and_after_the_last(tmp_path):

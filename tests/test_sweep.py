@@ -200,6 +200,9 @@ TWO_HOSTS = textwrap.dedent("""
     one = run(lrs, devices=jax.local_devices()[:1])
     runs = {{"spanning": run(lrs), "blocks": run(lrs, members_per_block=1),
              "checkpointed": run(lrs, checkpoint_dir=tmp)}}
+    # hosts whose default memory limits differ plan the same blocks (the smallest limit)
+    tight = runs["spanning"].bytes_per_device - 1
+    runs["one_tight_host"] = run(lrs, memory_limit=tight if process_id == 1 else None)
     # killed while saving: process 1 lacks the last checkpoint, so both resume from the one
     # before it
     multihost_utils.sync_global_devices("saved")
@@ -207,6 +210,17 @@ TWO_HOSTS = textwrap.dedent("""
         max((tmp / "process-1").glob("step-*.ckpt")).unlink()
     multihost_utils.sync_global_devices("removed")
     runs["resumed"] = run(lrs, checkpoint_dir=tmp)
+    # a damaged checkpoint in one process: every process refuses (none waits for the other)
+    multihost_utils.sync_global_devices("resumed")
+    if process_id == 1:
+        newest = max((tmp / "process-1").glob("step-*.ckpt"))
+        newest.write_bytes(newest.read_bytes()[:-8])
+    multihost_utils.sync_global_devices("damaged")
+    try:
+        run(lrs, checkpoint_dir=tmp)
+        refused = None
+    except train.checkpoint.CheckpointError as e:
+        refused = str(e)
     share = np.array_split(np.arange(len(lrs)), jax.process_count())[process_id]
     here = run(lrs[share], devices=jax.local_devices())
     def diff(a, b):  # largest |a - b| / (1 + |b|): the diverged member's params are ~1e38
@@ -223,6 +237,7 @@ TWO_HOSTS = textwrap.dedent("""
         "diverged": np.asarray(runs["spanning"].diverged_at).tolist(),
         "resumed_from": runs["resumed"].checkpoint.resumed_from,
         "files": sorted(p.name for p in tmp.glob("process-*/step-*.ckpt")),
+        "refused": refused,
     }}))
 """)
 
@@ -254,11 +269,15 @@ def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
         res = json.loads(out.strip().splitlines()[-1])
         assert res["devices"] == [4, 2]
         assert res["blocks"]["blocks"] > res["blocks"]["spanning"] == 1
+        assert res["blocks"]["one_tight_host"] > 1
         assert min(res["diverged"][2]) >= 0 and res["diverged"][0] == [-1, -1, -1]
         for k, v in res["vs_one_device"].items():
             assert v <= 1e-5, (k, v)
         assert res["share_vs_one_device"] <= 1e-5
         assert res["resumed_from"] == 1  # of 2 chunks: step 20, the newest both processes held
+    refusals = [json.loads(out.strip().splitlines()[-1])["refused"] for out, _ in outs]
+    assert "step-000000040.ckpt" in refusals[1]  # its own error: the file is cut short
+    assert "process(es) [1] refused their checkpoint of step 40" in refusals[0]
     assert set(res["files"]) == {"step-000000020.ckpt", "step-000000040.ckpt"}
     assert len(res["files"]) == 4  # each process's folder holds the whole grid's checkpoints
 
