@@ -15,6 +15,7 @@ replacement). The order depends only on (key, t), so a run split into chunks see
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -579,20 +580,23 @@ class _Blocks(NamedTuple):
         return state, outputs
 
 
-def _put_global(block: tuple[TrainState, Hparams], mesh: Mesh) -> tuple:
-    """A block's (state, hparams), host values that every process holds alike, as global
-    arrays on a mesh spanning processes (PRNG keys through their key data)."""
-    def put(spec, a):
-        sharding = jax.NamedSharding(mesh, spec)
-        if jnp.issubdtype(jnp.result_type(a), jax.dtypes.prng_key):
-            data = jax.device_put(np.asarray(jax.random.key_data(a)), sharding)
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(a))
-        return jax.device_put(np.asarray(a), sharding)
+def _global(a, sharding: jax.NamedSharding) -> Array:
+    """A host value that every process holds alike as a global array: each process places
+    only its own devices' shards (``device_put`` would first gather every process's copy to
+    check they agree). PRNG keys go through their key data."""
+    if jnp.issubdtype(jnp.result_type(a), jax.dtypes.prng_key):
+        return jax.random.wrap_key_data(_global(jax.random.key_data(a), sharding),
+                                        impl=jax.random.key_impl(a))
+    a = np.asarray(a)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
 
+
+def _put_global(block: tuple[TrainState, Hparams], mesh: Mesh) -> tuple:
+    """A block's (state, hparams) as global arrays on a mesh spanning processes."""
+    put = lambda spec, a: _global(a, jax.NamedSharding(mesh, spec))  # noqa: E731
     state, hps = block
-    specs = jax.tree.map(_spec, _LAYOUT)
     state = TrainState(*(jax.tree.map(partial(put, spec), field)
-                         for spec, field in zip(specs, state, strict=True)))
+                         for spec, field in zip(jax.tree.map(_spec, _LAYOUT), state, strict=True)))
     return state, jax.tree.map(partial(put, P("hp")), hps)
 
 
@@ -682,6 +686,8 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     n_h, n_s = hps["learning_rate"].shape[0], len(keys)
     devices = list(devices or jax.devices())
     mesh = _mesh(devices, n_h, n_s)
+    if mesh.is_multi_process:
+        _check_same_everywhere(meta, train_data, eval_data)
     chunked = checkpoint_dir is not None and checkpoint_every > 0
     resume_step = None
     if chunked and mesh.is_multi_process:  # each process saves the whole grid in its folder
@@ -695,10 +701,9 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
               ("evaluate", evaluate), ("eval_every", eval_every), ("augment", augment),
               ("num_chunks", 1 if chunked else n_chunks))
     state = _sweep_init(keys, n_h, init=init, optimizer=optimizer)  # on the host
-    data = (train_data, eval_data)
-    if mesh.is_multi_process:  # device_put takes host values, the same in every process
-        data = jax.tree.map(np.asarray, data)
-    data = jax.device_put(data, jax.NamedSharding(mesh, P()))
+    replicated = jax.NamedSharding(mesh, P())
+    data = (jax.tree.map(partial(_global, sharding=replicated), (train_data, eval_data))
+            if mesh.is_multi_process else jax.device_put((train_data, eval_data), replicated))
     leaves, treedef = jax.tree.flatten((state, hps, *data))
     avals = tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in leaves)
     local = mesh.local_devices[0]
@@ -739,6 +744,21 @@ def sweep(learning_rates, train_data: Batch, eval_data: dict[str, Batch] | None 
     return SweepResult(state.params, losses, metrics, state.diverged_at, grid=grid,
                        blocks=blocks.count, bytes_per_device=used,
                        checkpoint=info)
+
+
+def _check_same_everywhere(meta: dict, *data) -> None:
+    """ValueError in every process unless all passed the same sweep: its meta (grid, model,
+    optimizer, settings, data shapes) and data values (SHA-256 of them, compared)."""
+    digest = hashlib.sha256(runs.to_json(meta).encode())
+    for leaf in jax.tree.leaves(data):
+        a = np.ascontiguousarray(leaf)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.tobytes())
+    everyone = multihost_utils.process_allgather(np.frombuffer(digest.digest(), np.uint8))
+    differ = [i for i, d in enumerate(everyone) if not np.array_equal(d, everyone[0])]
+    if differ:
+        raise ValueError(f"sweep: processes {differ} passed another grid, model, setting or "
+                         "data than process 0; every process must pass the same arguments")
 
 
 def _common_checkpoint(directory: Path, meta: dict) -> int:

@@ -221,6 +221,11 @@ TWO_HOSTS = textwrap.dedent("""
         refused = None
     except train.checkpoint.CheckpointError as e:
         refused = str(e)
+    try:  # another grid in one process: both refuse
+        run(lrs * (1 + process_id))
+        mismatch = None
+    except ValueError as e:
+        mismatch = str(e)
     share = np.array_split(np.arange(len(lrs)), jax.process_count())[process_id]
     here = run(lrs[share], devices=jax.local_devices())
     def diff(a, b):  # largest |a - b| / (1 + |b|): the diverged member's params are ~1e38
@@ -238,6 +243,7 @@ TWO_HOSTS = textwrap.dedent("""
         "resumed_from": runs["resumed"].checkpoint.resumed_from,
         "files": sorted(p.name for p in tmp.glob("process-*/step-*.ckpt")),
         "refused": refused,
+        "mismatch": mismatch,
     }}))
 """)
 
@@ -274,6 +280,8 @@ def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
         for k, v in res["vs_one_device"].items():
             assert v <= 1e-5, (k, v)
         assert res["share_vs_one_device"] <= 1e-5
+        assert "processes [1] passed another grid, model, setting or data than process 0" in res[
+            "mismatch"]
         assert res["resumed_from"] == 1  # of 2 chunks: step 20, the newest both processes held
     refusals = [json.loads(out.strip().splitlines()[-1])["refused"] for out, _ in outs]
     assert "step-000000040.ckpt" in refusals[1]  # its own error: the file is cut short
