@@ -182,7 +182,7 @@ def test_sweep_shards_over_four_cpu_devices_and_matches_one_device():
 
 
 TWO_HOSTS = textwrap.dedent("""
-    import json, pathlib, sys
+    import json, pathlib, sys, warnings
     import jax, numpy as np
     from jax.experimental import multihost_utils
     process_id, port, tmp = int(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
@@ -221,6 +221,15 @@ TWO_HOSTS = textwrap.dedent("""
         refused = None
     except train.checkpoint.CheckpointError as e:
         refused = str(e)
+    # keep=1 and process 1 lost its only checkpoint: no step in common, both start afresh
+    run(lrs, checkpoint_dir=tmp / "keep1", keep=1)
+    if process_id == 1:
+        max((tmp / "keep1" / "process-1").glob("step-*.ckpt")).unlink()
+    multihost_utils.sync_global_devices("lost")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runs["afresh"] = run(lrs, checkpoint_dir=tmp / "keep1", keep=1)
+    afresh = [str(w.message) for w in caught if "no step in common" in str(w.message)]
     try:  # another grid in one process: both refuse
         run(lrs * (1 + process_id))
         mismatch = None
@@ -244,6 +253,7 @@ TWO_HOSTS = textwrap.dedent("""
         "files": sorted(p.name for p in tmp.glob("process-*/step-*.ckpt")),
         "refused": refused,
         "mismatch": mismatch,
+        "afresh": [runs["afresh"].checkpoint.resumed_from, afresh],
     }}))
 """)
 
@@ -283,11 +293,22 @@ def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
         assert "processes [1] passed another grid, model, setting or data than process 0" in res[
             "mismatch"]
         assert res["resumed_from"] == 1  # of 2 chunks: step 20, the newest both processes held
+        assert res["afresh"] == [0, ["sweep: the processes hold checkpoints but no step in "
+                                     "common ([[40], [-1]]); starting afresh"]]
     refusals = [json.loads(out.strip().splitlines()[-1])["refused"] for out, _ in outs]
     assert "step-000000040.ckpt" in refusals[1]  # its own error: the file is cut short
     assert "process(es) [1] refused their checkpoint of step 40" in refusals[0]
     assert set(res["files"]) == {"step-000000020.ckpt", "step-000000040.ckpt"}
     assert len(res["files"]) == 4  # each process's folder holds the whole grid's checkpoints
+
+
+def test_memory_plan_counts_the_outputs_gathered_to_every_device():
+    """On a mesh spanning processes every device receives the whole block's outputs."""
+    compiled = jax.jit(lambda a: jax.numpy.tile(a, 64)).lower(np.ones(1000, np.float32)).compile()
+    out = compiled.memory_analysis().output_size_in_bytes
+    assert out == 64 * 4000
+    assert train._compiled_bytes(compiled, gathered_from=3) == 4 * out
+    assert train._compiled_bytes(compiled) < 2 * out
 
 
 def test_validate_false_skips_the_argument_checks(monkeypatch):
