@@ -410,12 +410,7 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
     if resume_step is not None and store is None:
         raise ValueError("resume_step needs a directory and every >= 1")
     outputs: list[PyTree] = []
-    latest = None if store is None else (
-        store.latest() if resume_step is None else store.path(resume_step) if resume_step
-        else None)
-    if resume_step and store is not None and resume_step not in store.steps():
-        raise CheckpointError(f"{store.directory}: no checkpoint of step {resume_step} to "
-                              f"resume from (it holds steps {store.steps()})")
+    latest = None if store is None else _resume_path(store, resume_step)
     if latest is not None:
         per_chunk = jax.eval_shape(chunk, state)[1] if outputs_like is None else outputs_like
         state, outputs = _resume(latest, state, per_chunk, meta)
@@ -449,6 +444,18 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
     writer.close()
     return Chunked(state, _stack(outputs), start, chunk_s, writer.seconds, writer.cpu,
                    writer.blocked, writer.nbytes)
+
+
+def _resume_path(store: Checkpoints, resume_step: int | None) -> Path | None:
+    """The checkpoint to resume from: the newest (resume_step None), none (0), or that step's."""
+    if resume_step is None:
+        return store.latest()
+    if resume_step == 0:
+        return None
+    if resume_step not in store.steps():
+        raise CheckpointError(f"{store.directory}: no checkpoint of step {resume_step} to "
+                              f"resume from (it holds steps {store.steps()})")
+    return store.path(resume_step)
 
 
 def _stack(outputs: list[PyTree]) -> PyTree:
