@@ -1,6 +1,6 @@
 """The adding problem (Hochreiter and Schmidhuber 1997): can the network carry two numbers
 across T steps? LSTM against tanh RNN, each over a grid of learning rates x seeds, all members
-of one cell trained side by side with ``jax.vmap``.
+of one cell trained side by side as one ``train.sweep``.
 
     python -m experiments.adding                       # T = 100, both cells, 6 lrs x 3 seeds
     python -m experiments.adding --T 50 --cells rnn --steps 4000
@@ -20,12 +20,11 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from jaxnets import data, optim, runs
+from jaxnets import data, optim, runs, train
 from jaxnets.models import rnn
 
 BASELINE_MSE = 1 / 6  # Var(U1 + U2) for independent U[0, 1]: what predicting the mean scores
@@ -153,7 +152,7 @@ def plot(step: np.ndarray, per_cell: dict, lrs: np.ndarray, path: Path, title: s
 
 
 def run(config: Config, progress: bool = True) -> dict:
-    """Train every cell over lrs x seeds (one vmapped computation per cell); write the run folder.
+    """Train every cell over lrs x seeds (one ``train.sweep`` per cell); write the run folder.
 
     Raises ValueError for bad flags, before anything is compiled.
     """
@@ -164,27 +163,24 @@ def run(config: Config, progress: bool = True) -> dict:
     eval_data = {"test": (jnp.asarray(x_test), jnp.asarray(y_test))}
     run_dir = common.run_folder(config, "adding")
 
-    lr_grid, seed_grid = np.meshgrid(lrs, np.arange(config.seeds), indexing="ij")  # [n_lr, n_s]
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seed_grid.reshape(-1)))
     n_eval = config.steps // config.eval_every
     step = config.eval_every * np.arange(1, n_eval + 1)
     per_cell, rows = {}, []
     for cell in config.cells:
         init = partial(rnn.init, d_x=2, d_h=config.hidden, d_y=1, cell=cell,
                        forget_bias=config.forget_bias)
-        m = common.train_members(keys, lr_grid.reshape(-1), train_data, eval_data, init=init,
-                                 loss=rnn.loss, evaluate=rnn.metrics, optimizer=optim.get("adam"),
-                                 steps=config.steps, batch_size=config.batch_size,
-                                 eval_every=config.eval_every, desc=f"adding {cell}",
-                                 progress=progress, checkpoints={"config": config,
-                                                                 "run_dir": run_dir, "part": cell})
-        mse = m.eval_metrics["test/loss"].reshape(*lr_grid.shape, -1)  # [n_lr, n_seed, n_eval]
-        diverged = (m.diverged_at >= 0).reshape(lr_grid.shape)
+        m = train.sweep(lrs, train_data, eval_data, init=init, loss=rnn.loss,
+                        evaluate=rnn.metrics, optimizer=optim.get("adam"), steps=config.steps,
+                        batch_size=config.batch_size, seeds=config.seeds,
+                        eval_every=config.eval_every, progress=progress, desc=f"adding {cell}",
+                        **common.checkpoint_args(config, run_dir, cell))
+        mse = np.asarray(m.eval_metrics["test/loss"])  # [n_lr, n_seed, n_eval]
+        diverged = np.asarray(m.diverged_at) >= 0  # [n_lr, n_seed]
         per_cell[cell] = summarize(lrs, step, mse, diverged, config.solved_mse) | {
             "mse": mse, "diverged": diverged, "threshold": config.solved_mse}
-        for (i, j), k in zip(np.ndindex(lr_grid.shape), range(lr_grid.size), strict=True):
+        for i, j in np.ndindex(diverged.shape):
             rows += [{"cell": cell, "learning_rate": float(lrs[i]), "seed": j, "step": int(s),
-                      "test/mse": float(v), "diverged_at": int(m.diverged_at[k])}
+                      "test/mse": float(v), "diverged_at": int(m.diverged_at[i, j])}
                      for s, v in zip(step, mse[i, j], strict=True)]
     runs.write_jsonl(run_dir / "metrics.jsonl", rows)
     title = (f"adding problem, T = {config.T}: {config.steps} Adam steps of "

@@ -7,7 +7,7 @@ Each case is an experiment's ``run`` with its default model, data (bundled digit
 and chunk (--eval-every or --chunk), with fewer steps where the default run is long: the cost
 per chunk does not depend on how many chunks there are. After a warm-up run, each case runs
 ``--repeats`` times with checkpoints at its default --checkpoint-every and as many times without
-(--checkpoint-every 0), alternating (ABBA). Every ``checkpoint.run_chunks``
+(--checkpoint-every 0), alternating (ABBA). Every ``loop.run_chunks``
 call is recorded: the wall time of each chunk (the first of a run left out), of each save in
 the background writer (stack the metrics, serialise, SHA-256, write, fsync, rename, prune) and
 of the loop's wait per save (hand-over; waiting for the previous save), and the writer's CPU
@@ -32,7 +32,7 @@ from unittest import mock
 import numpy as np
 
 from experiments import adding, common, gan, lenet, lr_sweep, sin_mlp
-from jaxnets import checkpoint
+from jaxnets import loop
 
 # name -> (experiment run function, config at the default chunk size)
 CASES: dict[str, tuple[Callable, object]] = {
@@ -58,15 +58,15 @@ class Config:
     """Also write the figures (with date, machine and versions) to this JSON file."""
 
 
-def _timed_run(run: Callable, config, every: int) -> tuple[float, list[checkpoint.Chunked]]:
+def _timed_run(run: Callable, config, every: int) -> tuple[float, list[loop.Chunked]]:
     """Wall time of one run in a fresh folder, and the run_chunks results it produced."""
-    calls, real = [], checkpoint.run_chunks
+    calls, real = [], loop.run_chunks
 
     def recording(*args, **kwargs):
         calls.append(real(*args, **kwargs))
         return calls[-1]
 
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(checkpoint, "run_chunks",
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(loop, "run_chunks",
                                                                  recording):
         cfg = dataclasses.replace(config, run_dir=Path(tmp) / "run", checkpoint_every=every)
         t = time.perf_counter()

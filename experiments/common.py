@@ -1,12 +1,14 @@
 """What the experiments share: run-folder and checkpoint flags, resuming (``parse``,
-``run_folder``), the classifiers' training flags and chunked training loop, the curves plot and
+``run_folder``), the classifiers' training flags and run (``train_classifier``), the curves plot and
 the command-line entry points.
 
-A classifier's run folder holds config.json, metrics.jsonl (one row per evaluation), curves.png,
-params.msgpack, results.json and checkpoints/. The same seed gives bit-identical metrics.
+Experiments own their flags, run folders and plots; every one trains through ``train.fit`` or
+``train.sweep``. A classifier's run folder holds config.json, metrics.jsonl (one row per
+evaluation), curves.png, params.msgpack, results.json and checkpoints/. The same seed gives
+bit-identical metrics.
 
-Checkpoints: every training loop runs in jitted chunks (``jaxnets.checkpoint.run_chunks``) and
-saves its state (params, optimizer state, PRNG keys, step; the data order is a function of the
+Checkpoints: every training loop runs through ``train.fit`` or ``train.sweep`` in jitted chunks
+and saves its state (params, optimizer state, PRNG keys, step; the data order is a function of the
 key and the step) with the metrics so far into <run folder>/checkpoints[/<part>] after every
 ``--checkpoint-every`` chunks. ``--resume RUN_DIR`` continues a run from its newest checkpoints:
 the flags come from RUN_DIR/config.json, a flag given now must agree with it (else the run is
@@ -29,7 +31,7 @@ import typing
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
@@ -167,16 +169,13 @@ def run_folder(config: RunFlags, name: str) -> Path:
     return run_dir
 
 
-def chunked(config: RunFlags, run_dir: Path, part: str, state, chunk: Callable, num_chunks: int,
-            *, steps_per_chunk: int, desc: str, progress: bool, stop: Callable | None = None
-            ) -> checkpoint.Chunked:
-    """``checkpoint.run_chunks`` into <run_dir>/checkpoints/<part> with the config's checkpoint
-    flags; the checkpoints' meta is the config's settings and ``part``."""
-    return checkpoint.run_chunks(
-        state, chunk, num_chunks, directory=run_dir / "checkpoints" / part,
-        meta={"config": settings(config), "part": part}, every=config.checkpoint_every,
-        keep=config.keep, steps_per_chunk=steps_per_chunk, desc=desc, progress=progress,
-        stop=stop)
+def checkpoint_args(config: RunFlags, run_dir: Path, part: str) -> dict:
+    """``train.fit``'s and ``train.sweep``'s checkpoint arguments for one training loop of a
+    run: <run_dir>/checkpoints/<part>, the config's flags, and the config's settings as the
+    checkpoints' meta."""
+    return {"checkpoint_dir": run_dir / "checkpoints" / part,
+            "checkpoint_every": config.checkpoint_every, "keep": config.keep,
+            "meta": {"config": settings(config), "part": part}}
 
 
 def augmentation(shift: int) -> train.AugmentFn | None:
@@ -215,12 +214,13 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
 def train_classifier(config: TrainFlags, name: str, title: str, split: data.Split, *,
                      init: Callable, loss: Callable, evaluate: Callable,
                      augment: train.AugmentFn | None = None, progress: bool = True) -> dict:
-    """Train, evaluate every ``eval_every`` steps, write the run folder; return the results.
+    """Train with ``train.fit``, evaluate every ``eval_every`` steps, write the run folder;
+    return the results.
 
-    Training runs as ``steps / eval_every`` jitted chunks of ``train.train_chunk`` (the same
-    function ``train.fit`` scans), a progress bar advancing between chunks and checkpoints in
-    <run folder>/checkpoints/<name> (see the module docstring). ``augment`` transforms every
-    training minibatch (``train.fit``'s argument).
+    The run goes in chunks of ``eval_every`` steps, a progress bar advancing between them and
+    checkpoints in <run folder>/checkpoints/<name> (see the module docstring); going chunk by
+    chunk, it stops after the chunk in which it diverged. ``augment`` transforms every training
+    minibatch.
     Raises ValueError for bad arguments and train.DivergenceError on NaN/inf.
     """
     train_data = (jnp.asarray(split.x_train), jnp.asarray(split.y_train))
@@ -228,87 +228,27 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
     eval_data = {"train": train_data, "test": test_data}
     factory = optim.get(config.optimizer)
     key = jax.random.key(config.seed)
-    train.validate_run(key, train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
-                       steps=config.steps, batch_size=config.batch_size,
-                       eval_every=config.eval_every, augment=augment)
+    kw = dict(init=init, loss=loss, optimizer=factory, steps=config.steps,
+              batch_size=config.batch_size, evaluate=evaluate, eval_every=config.eval_every,
+              augment=augment)
+    train.validate_run(key, train_data, eval_data, **kw)  # before the run folder is made
 
     run_dir = run_folder(config, name)
-    hparams = {"learning_rate": jnp.asarray(config.learning_rate, jnp.float32)}
-    chunk = partial(train.train_chunk_jit, hparams=hparams, data=train_data, eval_data=eval_data,
-                    evaluate=evaluate, num_steps=config.eval_every, loss=loss, optimizer=factory,
-                    batch_size=config.batch_size, augment=augment)
-    c = chunked(config, run_dir, name, train.init_state(key, init=init, optimizer=factory), chunk,
-                config.steps // config.eval_every, steps_per_chunk=config.eval_every, desc=name,
-                progress=progress, stop=lambda s: int(s.diverged_at) >= 0)
-    state, (losses, metrics) = c.state, c.outputs  # [chunks, eval_every], {k: [chunks]}
+    r = train.fit(key, jnp.asarray(config.learning_rate, jnp.float32), train_data, eval_data,
+                  **kw, validate=False, **checkpoint_args(config, run_dir, name),
+                  progress=progress, desc=name, stop_when_diverged=True)
+    losses = r.train_loss.reshape(-1, config.eval_every)  # [chunks run, eval_every]
     rows = [{"step": (i + 1) * config.eval_every, "minibatch/loss": float(np.mean(losses[i])),
-             **{k: float(v[i]) for k, v in metrics.items()}} for i in range(len(losses))]
+             **{k: float(v[i]) for k, v in r.eval_metrics.items()}} for i in range(len(losses))]
     runs.write_jsonl(run_dir / "metrics.jsonl", rows)
-    train.raise_if_diverged(state.diverged_at, config.learning_rate)
+    train.raise_if_diverged(r.diverged_at, config.learning_rate)
 
-    runs.save_params(run_dir / "params.msgpack", state.params)
+    runs.save_params(run_dir / "params.msgpack", r.params)
     plot_curves(rows, run_dir / "curves.png", title)
     results = {"run_dir": str(run_dir), "final": rows[-1], "n_train": len(split.y_train),
                "n_test": len(split.y_test)}
     runs.write_json(run_dir / "results.json", results)
-    return results | {"train_loss": losses.reshape(-1), "checkpoint": c}
-
-
-class Members(NamedTuple):
-    """What ``train_members`` returns, member axis first."""
-
-    params: object  # final params, leaves [M, ...]
-    train_loss: np.ndarray  # [M, steps], NaN after divergence
-    eval_metrics: dict[str, np.ndarray]  # "split/metric" -> [M, steps // eval_every]
-    diverged_at: np.ndarray  # [M], -1 where the run stayed finite
-
-
-def train_members(keys, learning_rates, train_data, eval_data: dict, *, init: Callable,
-                  loss: Callable, evaluate: Callable, optimizer: Callable, steps: int,
-                  batch_size: int, eval_every: int, desc: str = "train",
-                  progress: bool = True, checkpoints: dict | None = None) -> Members:
-    """M runs side by side: ``jax.vmap`` of ``train.train_chunk`` over (key, learning rate).
-
-    The same computation as ``train.sweep`` (member m equals ``train.fit(keys[m],
-    learning_rates[m], ...)``) cut into ``steps / eval_every`` jitted chunks so a progress bar
-    advances between them; one compile for all chunks. ``checkpoints``: keyword arguments of
-    ``chunked`` (config, run_dir, part) to save and resume the run.
-    Args: keys [M] PRNG keys, learning_rates [M]; the rest as in ``train.fit``.
-    """
-    lrs = jnp.asarray(learning_rates, jnp.float32)
-    train.validate_run(keys[0], train_data, eval_data, init=init, loss=loss, evaluate=evaluate,
-                       steps=steps, batch_size=batch_size, eval_every=eval_every,
-                       optimizer=optimizer, where=desc)
-    states = jax.vmap(partial(train.init_state, init=init, optimizer=optimizer))(keys)
-    static = dict(evaluate=evaluate, num_steps=eval_every, loss=loss, optimizer=optimizer,
-                  batch_size=batch_size)
-
-    def chunk(s):
-        return _members_chunk(s, {"learning_rate": lrs}, train_data, eval_data, **static)
-
-    c = run_loop(states, chunk, steps // eval_every, eval_every, desc, progress, checkpoints)
-    losses, metrics = c.outputs  # [chunks, M, eval_every], {k: [chunks, M]}
-    return Members(c.state.params, np.moveaxis(losses, 0, 1).reshape(len(lrs), -1),
-                   {k: np.moveaxis(v, 0, 1) for k, v in metrics.items()},
-                   np.asarray(c.state.diverged_at))
-
-
-@partial(jax.jit, static_argnames=("evaluate", "num_steps", "loss", "optimizer", "batch_size"))
-def _members_chunk(states, hparams, train_data, eval_data, **static):
-    """``train.train_chunk`` vmapped over members (states and hparams with a leading axis)."""
-    return jax.vmap(partial(train.train_chunk, **static), in_axes=(0, 0, None, None))(
-        states, hparams, train_data, eval_data)
-
-
-def run_loop(state, chunk: Callable, num_chunks: int, steps_per_chunk: int, desc: str,
-          progress: bool, checkpoints: dict | None) -> checkpoint.Chunked:
-    """``chunked`` with ``checkpoints`` (config, run_dir, part), or a loop without saves."""
-    if checkpoints is None:
-        return checkpoint.run_chunks(state, chunk, num_chunks, every=0, desc=desc,
-                                     progress=progress)
-    return chunked(checkpoints["config"], checkpoints["run_dir"], checkpoints["part"], state,
-                   chunk, num_chunks, steps_per_chunk=steps_per_chunk, desc=desc,
-                   progress=progress)
+    return results | {"train_loss": r.train_loss, "checkpoint": r.checkpoint}
 
 
 def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | None) -> None:

@@ -4,11 +4,14 @@
 
 The data are 8 Gaussians (std sigma) evenly spaced on a circle (Metz et al. 2017). For each loss
 variant (``jaxnets.models.gan``: the minimax game, the non-saturating generator loss, WGAN-GP)
-all seeds train side by side in one vmapped, jitted computation (chunks of ``--chunk`` steps, a
-progress bar between them). Then 10,000 samples of each generator are scored: a mode is covered
-when at least 1% of the samples lie within 3 sigma of it; "high quality" is the share of samples
-within 3 sigma of some mode. A member whose losses or params stop being finite is frozen and
-reported (diverged at step s).
+every learning rate (``--learning-rates``) and seed train side by side as one compiled
+``train.sweep`` of ``jaxnets.models.gan.GanStep`` (chunks of ``--chunk`` steps, a progress bar
+between them, checkpointed and resumable; each member equals its run alone). Then 10,000
+samples of each generator are scored: a mode is covered when at least 1% of the samples lie
+within 3 sigma of it; "high quality" is the share of samples within 3 sigma of some mode. A
+member whose losses or params stop being finite is frozen and reported (diverged at step s).
+``python -m experiments.gan --learning-rates 3e-4 1e-3 3e-3 --seeds 4`` runs a 3 x 4 grid per
+variant as one compiled sweep.
 
 With ``--images`` (default), an MLP GAN also trains on digits (scikit-learn's 8x8, any machine)
 or MNIST (``--dataset mnist --data-dir DIR``) and writes a grid of its samples.
@@ -22,6 +25,7 @@ interrupted run; see experiments/common.py) and, with --images, samples.png.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -32,7 +36,7 @@ import numpy as np
 import optax
 
 from experiments import common
-from jaxnets import data, runs
+from jaxnets import data, runs, train
 from jaxnets.models import gan
 
 VariantName = Literal["minimax", "nonsaturating", "wgan-gp"]
@@ -45,7 +49,7 @@ class Config(common.RunFlags):
     variants: tuple[VariantName, ...] = ("minimax", "nonsaturating", "wgan-gp")
     """Loss variants to train (jaxnets.models.gan.VARIANTS)."""
     seeds: int = 8
-    """Seeds per variant (0 .. N-1: initial weights, noise and data), run in one vmapped call."""
+    """Seeds per variant and rate (0 .. N-1: initial weights, noise and data), run in one sweep."""
     steps: int = 10_000
     """Generator steps per run."""
     k: int = 1
@@ -54,8 +58,9 @@ class Config(common.RunFlags):
     """Critic steps per generator step for wgan-gp."""
     penalty: float = 0.1
     """WGAN-GP gradient-penalty weight lambda (>= 0)."""
-    learning_rate: float = 1e-3
-    """Initial Adam step size of both players (b1 0.5, b2 0.9)."""
+    learning_rates: tuple[float, ...] = (1e-3,)
+    """Initial Adam step sizes of both players (b1 0.5, b2 0.9). Several run with every seed as
+    one compiled sweep (a row of results per variant and rate)."""
     lr_decay: float = 0.01
     """Final learning rate / initial: a cosine decay over the run (1 keeps it constant)."""
     batch_size: int = 256
@@ -107,7 +112,10 @@ def validate(config: Config) -> None:
                              f"{getattr(config, name)}")
     if not config.penalty >= 0:
         raise ValueError(f"--penalty (lambda) must be >= 0, got {config.penalty}")
-    for name in ("learning_rate", "image_learning_rate", "radius", "sigma"):
+    if not config.learning_rates or not all(lr > 0 for lr in config.learning_rates):
+        raise ValueError(f"--learning-rates must be one or more numbers > 0, got "
+                         f"{config.learning_rates}")
+    for name in ("image_learning_rate", "radius", "sigma"):
         if not getattr(config, name) > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(config, name)}")
     if not 0 < config.lr_decay <= 1:
@@ -116,41 +124,54 @@ def validate(config: Config) -> None:
         raise ValueError(f"--min-share must be in (0, 1], got {config.min_share}")
 
 
-def adam(learning_rate: float, decay: float, updates: int, b2: float
-         ) -> optax.GradientTransformation:
-    """Adam (b1 0.5) with a cosine decay from learning_rate to decay * learning_rate."""
-    return optax.adam(optax.cosine_decay_schedule(learning_rate, updates, alpha=decay), b1=0.5,
-                      b2=b2)
+@dataclasses.dataclass(frozen=True)
+class CosineAdam:
+    """Learning rate -> Adam (b1 0.5, b2 ``b2``) with a cosine decay over ``updates`` steps from
+    the learning rate to ``decay`` times it. Equal settings compare equal (one compile)."""
+
+    decay: float
+    updates: int
+    b2: float
+
+    def __call__(self, learning_rate) -> optax.GradientTransformation:
+        schedule = optax.cosine_decay_schedule(learning_rate, self.updates, alpha=self.decay)
+        return optax.adam(schedule, b1=0.5, b2=self.b2)
 
 
 def ring_setup(config: Config, variant: str) -> gan.GanSetup:
     """The static part of a ring run of ``variant``."""
     k = config.k_wgan if variant == "wgan-gp" else config.k
-    lr, decay = config.learning_rate, config.lr_decay
     return gan.GanSetup(
         sample_real=partial(gan.sample_ring, modes=config.modes, radius=config.radius,
                             sigma=config.sigma),
         d_z=config.latent, variant=variant, k=k, batch_size=config.batch_size,
-        penalty=config.penalty, d_optimizer=adam(lr, decay, k * config.steps, 0.9),
-        g_optimizer=adam(lr, decay, config.steps, 0.9))
+        penalty=config.penalty, d_optimizer=CosineAdam(config.lr_decay, k * config.steps, 0.9),
+        g_optimizer=CosineAdam(config.lr_decay, config.steps, 0.9))
 
 
-def train_seeds(keys, params, data_, setup: gan.GanSetup, steps: int, chunk: int, desc: str,
-                progress: bool = True, checkpoints: dict | None = None) -> gan.GanResult:
-    """``gan.train`` for every member (leading axis of keys and params), one vmapped chunk of
-    ``chunk`` steps at a time; ``checkpoints``: as in ``common.train_members``."""
-    gan.validate(jax.tree.map(lambda a: a[0], params), data_, setup)
-    states = jax.vmap(partial(gan.init_state, setup=setup))(keys, params)
-    run_chunk = jax.jit(jax.vmap(partial(gan.train_chunk, setup=setup, num_steps=chunk),
-                                 in_axes=(0, None)))
-    c = common.run_loop(states, lambda s: run_chunk(s, data_), steps // chunk, chunk, desc,
-                     progress, checkpoints)
-    d_loss, g_loss = (np.moveaxis(v, 0, 1).reshape(len(keys), -1) for v in c.outputs)
-    return gan.GanResult(c.state.params, d_loss, g_loss, np.asarray(c.state.diverged_at))
+@functools.lru_cache(maxsize=16)
+def ring_step(config: Config, variant: str) -> gan.GanStep:
+    """The ring GAN's step: ``ring_setup``, G and D with two hidden layers of --hidden (one
+    object per config and variant, so equal configs share their compiled sweep)."""
+    return gan.GanStep(ring_setup(config, variant), partial(
+        gan.init, d_z=config.latent, d_x=2, g_hidden=(config.hidden,) * 2,
+        d_hidden=(config.hidden,) * 2))
+
+
+def train_ring(config: Config, variant: str, run_dir: Path | None, progress: bool = True
+               ) -> train.SweepResult:
+    """Every learning rate x seed of ``variant`` as one ``train.sweep``, in chunks of --chunk
+    steps, checkpointed in <run_dir>/checkpoints/ring-<variant> (none without a run folder).
+    The result's aux is (L_D, L_G) [n_lr, n_seed, steps]."""
+    ckpt = {} if run_dir is None else common.checkpoint_args(config, run_dir, f"ring-{variant}")
+    return train.sweep(list(config.learning_rates), None, step=ring_step(config, variant),
+                       steps=config.steps, eval_every=config.chunk, seeds=config.seeds,
+                       progress=progress, desc=f"gan {variant}", **ckpt)
 
 
 def score(config: Config, params, d_z: int) -> tuple[np.ndarray, gan.Coverage]:
-    """Samples [M, n, 2] of every member (the same z for all) and their coverage."""
+    """Samples [M, n, 2] of every member (leading axis of params; the same z for all) and their
+    coverage."""
     z = jax.random.normal(jax.random.key(10_000), (config.samples, d_z))
     xs = jax.vmap(lambda p: gan.generator(p["G"], z))(params)
     centers = gan.ring_centers(config.modes, config.radius)
@@ -208,12 +229,13 @@ def plot_ring(config: Config, samples: dict[str, np.ndarray], summary: dict, pat
         plt.close(fig)
 
 
-def plot_losses(losses: dict[str, gan.GanResult], path: Path) -> Path:
-    """L_D and L_G against steps, median over seeds, per variant."""
+def plot_losses(losses: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """L_D and L_G against steps, median over seeds, per variant (and rate): (L_D, L_G)
+    [n_seed, steps] each."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3.2), squeeze=False)
-    for ax, (variant, r) in zip(axes[0], losses.items(), strict=True):
-        for name, v in (("L_D", r.d_loss), ("L_G", r.g_loss)):
+    for ax, (variant, (d_loss, g_loss)) in zip(axes[0], losses.items(), strict=True):
+        for name, v in (("L_D", d_loss), ("L_G", g_loss)):
             ax.plot(np.nanmedian(v, axis=0), label=name, lw=0.8)
         ax.set(title=variant, xlabel="step")
         ax.grid(alpha=0.3)
@@ -231,33 +253,32 @@ def sample_rows(key, n: int, x):
 
 
 def train_images(config: Config, run_dir: Path, progress: bool = True) -> dict:
-    """The MLP GAN on images (non-saturating loss, pixels scaled to [-1, 1], G's output tanh);
-    writes samples.png. (With a sigmoid output on [0, 1] pixels, D won at once on MNIST and G
-    collapsed to one blot.)"""
+    """The MLP GAN on images (non-saturating loss, pixels scaled to [-1, 1], G's output tanh),
+    one ``train.fit``; writes samples.png. (With a sigmoid output on [0, 1] pixels, D won at
+    once on MNIST and G collapsed to one blot.)"""
     split = data.load_flat(config.dataset, config.data_dir)
     x = 2 * jnp.asarray(split.x_train) - 1  # pixels in [-1, 1], G's tanh range
     side = int(round(np.sqrt(x.shape[1])))
-    opt = adam(config.image_learning_rate, config.lr_decay, config.image_steps, 0.999)
+    opt = CosineAdam(config.lr_decay, config.image_steps, 0.999)
     setup = gan.GanSetup(sample_real=sample_rows, d_z=config.image_latent,
                          batch_size=config.batch_size, out="tanh", d_optimizer=opt,
                          g_optimizer=opt)
-    keys = jax.random.key(0)[None]
-    params = jax.vmap(lambda k: gan.init(k, config.image_latent, x.shape[1],
-                                         g_hidden=(config.image_hidden,) * 2,
-                                         d_hidden=(config.image_hidden,) * 2))(keys)
-    r = train_seeds(keys, params, x, setup, config.image_steps, config.chunk,
-                    f"gan {config.dataset}", progress,
-                    {"config": config, "run_dir": run_dir, "part": "images"})
-    G = jax.tree.map(lambda a: a[0], r.params["G"])
-    fakes = np.asarray(gan.generator(G, jax.random.normal(jax.random.key(1),
-                                                          (64, config.image_latent)),
-                                     out="tanh")).reshape(64, side, side)
+    step = gan.GanStep(setup, partial(gan.init, d_z=config.image_latent, d_x=x.shape[1],
+                                      g_hidden=(config.image_hidden,) * 2,
+                                      d_hidden=(config.image_hidden,) * 2))
+    r = train.fit(jax.random.key(0), config.image_learning_rate, x, step=step,
+                  steps=config.image_steps, eval_every=config.chunk, progress=progress,
+                  desc=f"gan {config.dataset}", **common.checkpoint_args(config, run_dir,
+                                                                         "images"))
+    d_loss, g_loss = r.train_loss
+    fakes = np.asarray(gan.generator(r.params["G"], jax.random.normal(
+        jax.random.key(1), (64, config.image_latent)), out="tanh")).reshape(64, side, side)
     to_unit = lambda a: (np.asarray(a).reshape(64, side, side) + 1) / 2  # noqa: E731
     plot_images(to_unit(fakes), to_unit(x[:64]), run_dir / "samples.png",
                 f"MLP GAN on {config.dataset} after {config.image_steps} steps")
     return {"dataset": config.dataset, "steps": config.image_steps,
-            "diverged_at": int(r.diverged_at[0]), "final_d_loss": float(r.d_loss[0, -1]),
-            "final_g_loss": float(r.g_loss[0, -1])}
+            "diverged_at": int(r.diverged_at), "final_d_loss": float(d_loss[-1]),
+            "final_g_loss": float(g_loss[-1])}
 
 
 def plot_images(fakes: np.ndarray, reals: np.ndarray, path: Path, title: str) -> Path:
@@ -278,26 +299,33 @@ def plot_images(fakes: np.ndarray, reals: np.ndarray, path: Path, title: str) ->
         plt.close(fig)
 
 
+def run_label(config: Config, variant: str, lr: float) -> str:
+    """A row's name: the variant, and its learning rate when several ran."""
+    return variant if len(config.learning_rates) == 1 else f"{variant} lr={lr:g}"
+
+
 def run(config: Config, progress: bool = True) -> dict:
-    """Train every variant over the seeds, score, plot, write the run folder."""
+    """Train every variant over the learning rates and seeds, score, plot, write the run
+    folder."""
     validate(config)
     run_dir = common.run_folder(config, "gan")
-    keys = jax.vmap(jax.random.key)(jnp.arange(config.seeds))
-    params = jax.vmap(lambda k: gan.init(k, config.latent, 2, g_hidden=(config.hidden,) * 2,
-                                         d_hidden=(config.hidden,) * 2))(keys)
     summary, samples, losses, rows = {}, {}, {}, []
     for variant in config.variants:
-        r = train_seeds(keys, params, None, ring_setup(config, variant), config.steps,
-                        config.chunk, f"gan {variant}", progress,
-                        {"config": config, "run_dir": run_dir, "part": f"ring-{variant}"})
-        samples[variant], cov = score(config, r.params, config.latent)
-        summary[variant] = summarize(cov, r.diverged_at, config.modes)
-        losses[variant] = r
-        rows += [{"variant": variant, "seed": j, "modes_covered": int(cov.modes_covered[j]),
-                  "high_quality": float(cov.high_quality[j]),
-                  "diverged_at": int(r.diverged_at[j]),
-                  "final_d_loss": float(r.d_loss[j, -1]), "final_g_loss": float(r.g_loss[j, -1])}
-                 for j in range(config.seeds)]
+        r = train_ring(config, variant, run_dir, progress)
+        d_loss, g_loss = (np.asarray(v) for v in r.train_loss)  # [n_lr, n_seed, steps]
+        for i, lr in enumerate(config.learning_rates):
+            label = run_label(config, variant, lr)
+            params = jax.tree.map(lambda a, i=i: a[i], r.params)
+            samples[label], cov = score(config, params, config.latent)
+            diverged = np.asarray(r.diverged_at[i])
+            summary[label] = summarize(cov, diverged, config.modes)
+            losses[label] = (d_loss[i], g_loss[i])
+            rows += [{"variant": variant, "learning_rate": lr, "seed": j,
+                      "modes_covered": int(cov.modes_covered[j]),
+                      "high_quality": float(cov.high_quality[j]),
+                      "diverged_at": int(diverged[j]), "final_d_loss": float(d_loss[i, j, -1]),
+                      "final_g_loss": float(g_loss[i, j, -1])}
+                     for j in range(config.seeds)]
     runs.write_jsonl(run_dir / "metrics.jsonl", rows)
     plot_ring(config, samples, summary, run_dir / "ring.png")
     plot_losses(losses, run_dir / "losses.png")

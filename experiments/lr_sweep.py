@@ -88,15 +88,6 @@ def learning_rates(config: Config) -> np.ndarray:
     return np.geomspace(config.lr_min, config.lr_max, config.count).astype(np.float32)
 
 
-def checkpoint_args(config: Config, run_dir: Path, optimizer: str) -> dict:
-    """``train.sweep``'s checkpoint arguments: <run_dir>/checkpoints/<optimizer>, or none with
-    --checkpoint-every 0."""
-    if not config.checkpoint_every:
-        return {}
-    return {"checkpoint_dir": run_dir / "checkpoints" / optimizer,
-            "checkpoint_every": config.checkpoint_every, "keep": config.keep}
-
-
 def load_data(config: Config) -> data.Split:
     """The configured data set, images flattened to [N, H * W]."""
     return data.load_flat(config.dataset, config.data_dir)
@@ -171,7 +162,8 @@ def run(config: Config, progress: bool = True) -> dict:
                         optimizer=optim.get(name), steps=config.steps,
                         batch_size=config.batch_size, seeds=config.seeds,
                         evaluate=model.metrics, eval_every=config.eval_every,
-                        **checkpoint_args(config, run_dir, name), progress=progress)
+                        **common.checkpoint_args(config, run_dir, name), progress=progress,
+                        desc=f"lr_sweep {name}")
         final = {k: np.asarray(v[..., -1]) for k, v in r.eval_metrics.items()}  # [n_lr, n_seed]
         diverged = np.asarray(r.diverged_at) >= 0
         per_opt[name] = {"train_loss": final["train/loss"], "test_accuracy": final["test/accuracy"],

@@ -21,29 +21,27 @@ and what is wrong; nothing on disk is changed.
 
 Leaves are stored under their ``jax.tree_util.keystr`` paths, typed PRNG keys as their key data
 (with the key implementation in the header), so a checkpoint restores bit for bit into a
-template with the same structure. ``Checkpoints`` keeps the last k files of a folder;
-``run_chunks`` is the resumable training loop every experiment uses.
+template with the same structure. ``Checkpoints`` keeps the last k files of a folder and
+restores one of them (``restore``: the file is read once). The training loop that writes them,
+and every decision to resume, is ``jaxnets.loop.run_chunks``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
 import math
-import queue
 import re
 import struct
-import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 from jaxnets import runs
 
@@ -148,9 +146,18 @@ def _restore(header: dict, payload: memoryview, path: Path) -> dict[str, np.ndar
 
 
 def describe(obj: Any) -> str:
-    """A stable name for a function (or partial) in a checkpoint's meta: module.name(kwargs)."""
+    """A stable name for a function, partial, NamedTuple or dataclass in a checkpoint's meta:
+    module.name(args, kwargs) with the fields of a NamedTuple or dataclass instance."""
     if obj is None:
         return "None"
+    fields = (dict(zip(obj._fields, obj, strict=True)) if isinstance(obj, tuple)
+              and hasattr(obj, "_fields") else
+              {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+              if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else None)
+    if fields is not None:
+        shown = [f"{k}={describe(v) if callable(v) or hasattr(v, '_fields') else repr(v)}"
+                 for k, v in fields.items()]
+        return f"{describe(type(obj))}({', '.join(shown)})"
     if isinstance(obj, functools.partial):
         args = [describe(a) if callable(a) else repr(a) for a in obj.args]
         args += [f"{k}={describe(v) if callable(v) else repr(v)}"
@@ -218,7 +225,11 @@ def decode(data: bytes, template: PyTree, path: str | Path = "<bytes>") -> tuple
     dtype must match the file's, else CheckpointError lists the differences.
     """
     path = Path(path)
-    header, payload = _split(data, path)
+    return _decode(*_split(data, path), template, path)
+
+
+def _decode(header: dict, payload: memoryview, template: PyTree, path: Path
+            ) -> tuple[PyTree, dict]:
     arrays = _restore(header, payload, path)
     names, leaves, treedef = _paths(template)
     want = {n: _shape_dtype(v) for n, v in zip(names, leaves, strict=True)}
@@ -250,6 +261,18 @@ def load(path: str | Path, template: PyTree) -> tuple[PyTree, dict]:
     """(tree, meta) of the checkpoint at ``path``; see ``decode``."""
     path = Path(path)
     return decode(_read(path), template, path)
+
+
+def check_meta(path: str | Path, saved: Mapping[str, Any], meta: Mapping[str, Any],
+               ignore: tuple[str, ...] = ()) -> None:
+    """CheckpointError listing the fields where a checkpoint's meta differs from ``meta``
+    (keys in ``ignore`` aside)."""
+    diff = differences({k: v for k, v in saved.items() if k not in ignore},
+                       json.loads(runs.to_json({k: v for k, v in meta.items()
+                                                if k not in ignore})))
+    if diff:
+        raise CheckpointError(f"{path}: the run was started with other settings; refusing to "
+                              "resume it with these. Differences: " + "; ".join(diff))
 
 
 def differences(saved: Any, current: Any, prefix: str = "") -> list[str]:
@@ -301,190 +324,18 @@ class Checkpoints:
             tmp.unlink(missing_ok=True)
         return path
 
-
-class Chunked(NamedTuple):
-    """What ``run_chunks`` returns."""
-
-    state: PyTree
-    outputs: PyTree  # each chunk's outputs stacked on a new leading axis [num_chunks, ...]
-    resumed_from: int  # chunks restored from a checkpoint (0 for a fresh run)
-    chunk_seconds: list[float]  # wall time of each chunk run now (outputs on the host)
-    save_seconds: list[float]  # wall time of each save in the background writer
-    save_cpu_seconds: list[float]  # CPU time of each save (the writer thread's)
-    blocked_seconds: list[float]  # time the loop spent handing each save over (and waiting)
-    checkpoint_bytes: int  # size of the last checkpoint written (0 if none)
-
-
-class _Writer:
-    """Saves checkpoints on one background thread, one at a time.
-
-    The loop hands over the state (device arrays) and the host metrics; copying the state to
-    the host, stacking the metrics, encoding, hashing, writing, fsync, rename and pruning then
-    overlap the next chunk, which the loop dispatches first. A new save first waits for the
-    previous one, and the loop waits for the last before it returns (also when it fails), so no
-    two saves race and a finished run's files are on disk. A killed process loses at most the
-    save in flight; the previous checkpoint is whole (atomic rename). The thread lives as long
-    as the loop: handing over to a waiting thread is cheaper than starting one per save.
-    """
-
-    def __init__(self, store: Checkpoints | None):
-        self.store, self.error = store, None
-        self.seconds: list[float] = []
-        self.cpu: list[float] = []
-        self.blocked: list[float] = []
-        self.nbytes = 0
-        self.jobs: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._serve, name="jaxnets-checkpoint",
-                                       daemon=True)
-        if store is not None:
-            self.thread.start()
-
-    def _serve(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            self._write(*job)
-            self.jobs.task_done()
-        self.jobs.task_done()
-
-    def submit(self, step: int, state: PyTree, outputs: list[PyTree], meta: dict) -> None:
-        t = time.perf_counter()
-        self.wait()  # one save at a time; a failed one stops the run here
-        self.jobs.put((step, state, list(outputs), meta))
-        self.blocked.append(time.perf_counter() - t)
-
-    def _write(self, step, state, outputs, meta) -> None:
-        t, cpu = time.perf_counter(), time.thread_time()
-        try:
-            arrays, keys = to_host({"state": state, "outputs": _stack(outputs)})
-            path = self.store.write(step, encode_parts(arrays, keys, meta))
-            self.nbytes = path.stat().st_size
-        except BaseException as e:  # noqa: BLE001  (re-raised on the loop's thread)
-            self.error = e
-        self.seconds.append(time.perf_counter() - t)
-        self.cpu.append(time.thread_time() - cpu)
-
-    def wait(self) -> None:
-        """Block until the save in flight is on disk; re-raise its error, if any."""
-        self.jobs.join()
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def close(self, reraise: bool = True) -> None:
-        """Finish the save in flight and end the thread; re-raise a save's error if asked."""
-        if self.thread.is_alive():
-            self.jobs.put(None)
-            self.thread.join()
-        if reraise:
-            self.wait()
+    def restore(self, step: int, template: PyTree | Callable[[dict], PyTree],
+                meta: Mapping[str, Any] | None = None, ignore: tuple[str, ...] = ()
+                ) -> tuple[PyTree, dict]:
+        """(tree, meta) of step's checkpoint, the file read once: whole-file checks, then its
+        meta compared with ``meta`` (``ignore``'s keys aside; ``check_meta``), then the arrays
+        restored into ``template`` (``decode``; a callable gets the saved meta and returns the
+        template, for trees whose shapes the meta fixes)."""
+        path = self.path(step)
+        header, payload = _split(_read(path), path)
+        if meta is not None:
+            check_meta(path, header["meta"], meta, ignore)
+        return _decode(header, payload, template(header["meta"]) if callable(template)
+                       else template, path)
 
 
-def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], num_chunks: int,
-               *, directory: str | Path | None = None, meta: Mapping[str, Any] | None = None,
-               every: int = 1, keep: int = 3, steps_per_chunk: int = 1, desc: str = "train",
-               progress: bool = True, outputs_like: PyTree | None = None,
-               stop: Callable[[PyTree], bool] | None = None,
-               resume_step: int | None = None) -> Chunked:
-    """``state, out = chunk(state)`` ``num_chunks`` times, saving a checkpoint as it goes.
-
-    With ``directory``: if it holds a checkpoint, the run resumes from the newest one (its meta
-    must equal ``meta``, else CheckpointError lists the differing fields); after every
-    ``every``-th chunk and after the last one, {state, outputs so far, chunk count} is saved
-    there as ``step-<chunks * steps_per_chunk>.ckpt`` (the newest ``keep`` files kept), written
-    in the background while the next chunk runs (``_Writer``).
-    ``chunk`` must be a pure function of the state (all randomness from keys in it; data order
-    from (key, step)), so a resumed run equals an uninterrupted one bit for bit.
-    ``every = 0`` never saves (nor resumes).
-    ``outputs_like``: one chunk's outputs as ``jax.ShapeDtypeStruct``s, needed to resume when
-    ``chunk`` cannot be traced by ``jax.eval_shape`` (default: traced).
-    ``stop(state)``: end early after a chunk where it is true (e.g. the run diverged); the
-    outputs then hold fewer than ``num_chunks`` chunks.
-    ``resume_step``: resume from the checkpoint of this step instead of the newest (0: start
-    afresh); processes of one multi-host run use it to agree on a checkpoint they all hold.
-    """
-    if not (isinstance(num_chunks, int) and num_chunks >= 1):
-        raise ValueError(f"num_chunks must be a positive integer, got {num_chunks!r}")
-    if not (isinstance(every, int) and every >= 0):
-        raise ValueError(f"every must be an integer >= 0, got {every!r}")
-    meta = json.loads(runs.to_json(dict(meta or {})))
-    store = Checkpoints(directory, keep) if directory is not None and every else None
-    if resume_step is not None and store is None:
-        raise ValueError("resume_step needs a directory and every >= 1")
-    outputs: list[PyTree] = []
-    latest = None if store is None else _resume_path(store, resume_step)
-    if latest is not None:
-        per_chunk = jax.eval_shape(chunk, state)[1] if outputs_like is None else outputs_like
-        state, outputs = _resume(latest, state, per_chunk, meta)
-    start = len(outputs)
-    if start > num_chunks:
-        raise CheckpointError(f"{latest}: holds {start} chunks, more than the "
-                              f"{num_chunks} of this run")
-    writer = _Writer(store)
-    chunk_s, end = [], start if start > 0 and stop is not None and stop(state) else num_chunks
-    try:
-        t = time.perf_counter()
-        running = chunk(state) if start < end else None  # chunk i runs while i - 1 is saved
-        for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
-                      total=num_chunks, disable=not progress):
-            state, out = running
-            outputs.append(jax.tree.map(np.asarray, out))
-            chunk_s.append(time.perf_counter() - t)
-            last = i + 1 == num_chunks or (stop is not None and stop(state))
-            try:
-                t = time.perf_counter()
-                running = None if last else chunk(state)
-            finally:  # the save is handed over after the next chunk's dispatch, or its failure
-                if store is not None and ((i + 1) % every == 0 or last):
-                    writer.submit((i + 1) * steps_per_chunk, state, outputs,
-                                  {**meta, "chunks": i + 1})
-            if last:
-                break
-    except BaseException:
-        writer.close(reraise=False)  # the save in flight lands; the loop's error is the one
-        raise
-    writer.close()
-    return Chunked(state, _stack(outputs), start, chunk_s, writer.seconds, writer.cpu,
-                   writer.blocked, writer.nbytes)
-
-
-def _resume_path(store: Checkpoints, resume_step: int | None) -> Path | None:
-    """The checkpoint to resume from: the newest (resume_step None), none (0), or that step's."""
-    if resume_step is None:
-        return store.latest()
-    if resume_step == 0:
-        return None
-    if resume_step not in store.steps():
-        raise CheckpointError(f"{store.directory}: no checkpoint of step {resume_step} to "
-                              f"resume from (it holds steps {store.steps()})")
-    return store.path(resume_step)
-
-
-def _stack(outputs: list[PyTree]) -> PyTree:
-    return jax.tree.map(lambda *xs: np.stack(xs), *outputs)
-
-
-def check_resumable(directory: str | Path, meta: Mapping[str, Any]) -> Path | None:
-    """The newest checkpoint in ``directory`` (None if there is none) after checking that it is
-    whole and was written by ``run_chunks`` with this ``meta``; CheckpointError otherwise."""
-    path = Checkpoints(directory).latest()
-    if path is None:
-        return None
-    saved = read_meta(path)
-    done = saved.get("chunks")
-    if not isinstance(done, int) or done < 1:
-        raise CheckpointError(f"{path}: its meta has no chunk count; not written by run_chunks")
-    diff = differences({k: v for k, v in saved.items() if k != "chunks"},
-                       json.loads(runs.to_json(dict(meta))))
-    if diff:
-        raise CheckpointError(f"{path}: the run was started with other settings; refusing to "
-                              "resume it with these. Differences: " + "; ".join(diff))
-    return path
-
-
-def _resume(path: Path, state: PyTree, per_chunk: PyTree, meta: dict) -> tuple[PyTree, list]:
-    check_resumable(path.parent, meta)
-    done = read_meta(path)["chunks"]
-    template = {"state": state, "outputs": jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct((done, *s.shape), s.dtype), per_chunk)}
-    tree, _ = load(path, template)
-    outputs = [jax.tree.map(lambda a, i=i: a[i], tree["outputs"]) for i in range(done)]
-    return tree["state"], outputs

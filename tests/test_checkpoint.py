@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets import checkpoint, optim, runs, train
+from jaxnets import checkpoint, loop, optim, runs, train
 from jaxnets.checkpoint import CheckpointError
 from jaxnets.models import sin_mlp
 
@@ -247,89 +247,89 @@ def _interrupted(at: int):
 
 
 def test_run_chunks_resumes_bit_identical_after_an_interruption(tmp_path):
-    whole = checkpoint.run_chunks(_toy_state(), _TOY, 6, progress=False)
+    whole = loop.run_chunks(_toy_state(), _TOY, 6, progress=False)
     with pytest.raises(Interrupt):  # dies during chunk 4: chunks 1-3 are saved
-        checkpoint.run_chunks(_toy_state(), _interrupted(4), 6, directory=tmp_path, keep=10,
+        loop.run_chunks(_toy_state(), _interrupted(4), 6, directory=tmp_path, keep=10,
                               steps_per_chunk=5, meta={"a": 1}, progress=False)
     assert checkpoint.Checkpoints(tmp_path).steps() == [5, 10, 15]
-    again = checkpoint.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, keep=10,
+    again = loop.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, keep=10,
                                   steps_per_chunk=5, meta={"a": 1}, progress=False)
     assert again.resumed_from == 3 and len(again.chunk_seconds) == 3
     _assert_bits_equal((again.state, again.outputs), (whole.state, whole.outputs))
     assert checkpoint.Checkpoints(tmp_path).steps() == [5, 10, 15, 20, 25, 30]
-    done = checkpoint.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, meta={"a": 1},
+    done = loop.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, meta={"a": 1},
                                  progress=False)  # a finished run: nothing left to do
     assert done.resumed_from == 6 and done.chunk_seconds == []
     _assert_bits_equal(done.outputs, whole.outputs)
 
 
 def test_run_chunks_resumes_from_the_step_it_is_given(tmp_path):
-    whole = checkpoint.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, keep=10,
+    whole = loop.run_chunks(_toy_state(), _TOY, 6, directory=tmp_path, keep=10,
                                   steps_per_chunk=5, progress=False)
     kw = dict(directory=tmp_path, keep=10, steps_per_chunk=5, progress=False)
-    older = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=15, **kw)
+    older = loop.run_chunks(_toy_state(), _TOY, 6, resume_step=15, **kw)
     assert older.resumed_from == 3 and len(older.chunk_seconds) == 3
-    afresh = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
+    afresh = loop.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
     assert afresh.resumed_from == 0 and len(afresh.chunk_seconds) == 6
     for r in (older, afresh):
         _assert_bits_equal((r.state, r.outputs), (whole.state, whole.outputs))
     with pytest.raises(CheckpointError, match=r"no checkpoint of step 12 to resume from \(it "
                                               r"holds steps \[5, 10, 15, 20, 25, 30\]\)"):
-        checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=12, **kw)
+        loop.run_chunks(_toy_state(), _TOY, 6, resume_step=12, **kw)
     with pytest.raises(ValueError, match="resume_step needs a directory and every >= 1"):
-        checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=5, progress=False)
+        loop.run_chunks(_toy_state(), _TOY, 6, resume_step=5, progress=False)
 
 
 def test_saves_of_a_run_resumed_from_an_older_checkpoint_are_kept(tmp_path):
     """Pruning keeps the newest ``keep`` up to the step just saved, so a run resumed from
     before the newest three does not delete its own saves."""
     kw = dict(directory=tmp_path, keep=3, steps_per_chunk=5, progress=False)
-    whole = checkpoint.run_chunks(_toy_state(), _TOY, 6, **kw)
+    whole = loop.run_chunks(_toy_state(), _TOY, 6, **kw)
     assert checkpoint.Checkpoints(tmp_path).steps() == [20, 25, 30]
     with pytest.raises(Interrupt):
-        checkpoint.run_chunks(_toy_state(), _interrupted(3), 6, resume_step=0, **kw)
+        loop.run_chunks(_toy_state(), _interrupted(3), 6, resume_step=0, **kw)
     assert checkpoint.Checkpoints(tmp_path).steps() == [5, 10, 20, 25, 30]
-    again = checkpoint.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
+    again = loop.run_chunks(_toy_state(), _TOY, 6, resume_step=0, **kw)
     _assert_bits_equal((again.state, again.outputs), (whole.state, whole.outputs))
     assert checkpoint.Checkpoints(tmp_path).steps() == [20, 25, 30]
 
 
 def test_run_chunks_saves_every_k_chunks_and_after_the_last(tmp_path):
-    r = checkpoint.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, every=2, keep=10,
+    r = loop.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, every=2, keep=10,
                               progress=False)
     assert checkpoint.Checkpoints(tmp_path).steps() == [2, 4, 5]
     assert len(r.save_seconds) == 3 and r.checkpoint_bytes == (tmp_path / "step-000000005.ckpt"
                                                                ).stat().st_size
-    checkpoint.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path / "none", every=0,
+    loop.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path / "none", every=0,
                           progress=False)
     assert not (tmp_path / "none").exists()
 
 
 def test_run_chunks_refuses_other_settings_and_leaves_the_folder(tmp_path):
-    checkpoint.run_chunks(_toy_state(), _TOY, 2, directory=tmp_path,
+    loop.run_chunks(_toy_state(), _TOY, 2, directory=tmp_path,
                           meta={"config": {"hidden": 8, "lr": 0.1}}, progress=False)
     before = _snapshot(tmp_path)
     with pytest.raises(CheckpointError, match=r"step-000000002.ckpt: the run was started "
                                               r"with other settings.*config.hidden: 8 in the "
                                               r"run, 9 now"):
-        checkpoint.run_chunks(_toy_state(), _TOY, 4, directory=tmp_path,
+        loop.run_chunks(_toy_state(), _TOY, 4, directory=tmp_path,
                               meta={"config": {"hidden": 9, "lr": 0.1}}, progress=False)
     with pytest.raises(CheckpointError, match="holds 2 chunks, more than the 1 of this run"):
-        checkpoint.run_chunks(_toy_state(), _TOY, 1, directory=tmp_path,
+        loop.run_chunks(_toy_state(), _TOY, 1, directory=tmp_path,
                               meta={"config": {"hidden": 8, "lr": 0.1}}, progress=False)
     with pytest.raises(CheckpointError, match=r"\['x'\]: float32\[4\] in the file, "
                                               r"float32\[5\] expected"):
-        checkpoint.run_chunks(dict(_toy_state(), x=jnp.zeros(5)), _TOY, 4, directory=tmp_path,
+        loop.run_chunks(dict(_toy_state(), x=jnp.zeros(5)), _TOY, 4, directory=tmp_path,
                               meta={"config": {"hidden": 8, "lr": 0.1}}, progress=False)
     assert _snapshot(tmp_path) == before
 
 
 def test_run_chunks_stops_early_and_stays_stopped(tmp_path):
     stop = lambda s: int(s["step"]) >= 2  # noqa: E731
-    r = checkpoint.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, stop=stop,
+    r = loop.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, stop=stop,
                               progress=False)
     assert r.outputs["mean"].shape == (2,) and checkpoint.Checkpoints(tmp_path).steps() == [1, 2]
-    again = checkpoint.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, stop=stop,
+    again = loop.run_chunks(_toy_state(), _TOY, 5, directory=tmp_path, stop=stop,
                                   progress=False)
     assert again.chunk_seconds == [] and again.outputs["mean"].shape == (2,)
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from jax.test_util import check_grads
 
 from jaxnets import layers
-from jaxnets.layers import conv as conv_module
+from jaxnets.kernels import conv_rows
 from jaxnets.layers import conv2d, conv2d_backward, conv2d_manual, conv_config
 
 
@@ -131,9 +131,9 @@ def test_every_row_block_gives_the_definition(x64, x_shape, F_shape, padding):
 
     @partial(jax.jit, static_argnums=2)
     def rows(x, F, J):
-        R, T = conv_module._row_slab(x, F.shape, cfg, J), conv_module._band(F, J)
-        return ((R @ T.T).reshape(O.shape), conv_module._rows_input_grad(dO, T, F.shape, cfg, J),
-                conv_module._rows_filter_grad(dO, R, F.shape, J))
+        R, T = conv_rows.row_slab(x, F.shape, cfg, J), conv_rows.band(F, J)
+        return ((R @ T.T).reshape(O.shape), conv_rows.rows_input_grad(dO, T, F.shape, cfg, J),
+                conv_rows.rows_filter_grad(dO, R, F.shape, J))
 
     wo = cfg.out_hw[1]
     for J in [J for J in range(1, wo + 1) if wo % J == 0]:
@@ -143,8 +143,8 @@ def test_every_row_block_gives_the_definition(x64, x_shape, F_shape, padding):
 def test_row_block_rule():
     """J is the smallest divisor of W_o giving at least ROWS_MIN_COLUMNS = 40 columns J C_out,
     else W_o: LeNet's C1 (W_o 28, 6 channels) 7, C3 (10, 16) 5."""
-    assert conv_module.ROWS_MIN_COLUMNS == 40
-    assert [conv_module._row_block(wo, c) for wo, c in
+    assert conv_rows.ROWS_MIN_COLUMNS == 40
+    assert [conv_rows.row_block(wo, c) for wo, c in
             ((28, 6), (10, 16), (13, 3), (12, 50), (12, 4))] == [7, 5, 13, 1, 12]
 
 
@@ -203,6 +203,97 @@ def test_bias_gradient_in_two_stages_is_the_sum():
             np.testing.assert_allclose(dF, ref_dF, rtol=1e-11, atol=1e-12)
 
 
+# impl switch: (x [B, H, W, C_in], F [k_h, k_w, C_in, C_out], config, impls to run, also
+# without jit (op by op, slow with many ops))
+IMPL_CASES = [
+    ((2, 12, 32, 1), (5, 5, 1, 6), {}, (None, "xla", "rows"), True),  # LeNet's C1 width
+    ((2, 14, 14, 6), (5, 5, 6, 16), {}, (None, "xla", "rows"), False),  # LeNet's C3
+    ((2, 5, 40, 1), (2, 2, 1, 3), {}, (None, "xla", "rows"), False),  # default shifted + convs
+    ((2, 8, 9, 3), (3, 3, 3, 4), dict(padding="SAME"), (None, "xla", "rows"), True),
+    ((2, 6, 6, 8), (3, 3, 8, 16), dict(padding=1), (None, "xla", "rows"), False),  # rows forced
+    ((2, 9, 8, 3), (3, 2, 3, 4), dict(stride=2, padding=((1, 0), (0, 1))), (None, "xla"), True),
+    ((1, 9, 9, 1), (3, 3, 1, 2), dict(dilation=2), (None, "xla"), False),
+]
+
+
+@pytest.mark.parametrize("x_shape, F_shape, cfg, impls, jit", [
+    (*case[:4], jit) for case in IMPL_CASES for jit in (True, False) if jit or case[4]])
+def test_every_impl_gives_the_values_and_gradients_of_the_maths(x64, x_shape, F_shape, cfg,
+                                                                impls, jit):
+    """conv2d_manual with impl None, "xla" and "rows": O and jax.grad (x, F, b) of a loss equal
+    the plain maths' (conv_by_definition under autodiff), in float64."""
+    x, F, b = _arrays(21, x_shape, F_shape)
+    full = dict(stride=1, padding="VALID", dilation=1) | cfg
+    O_ref = jax.jit(partial(conv_by_definition, **full))(x, F, b)
+    w = jnp.asarray(np.random.default_rng(22).normal(size=O_ref.shape))
+
+    def loss_ref(x, F, b):
+        return jnp.sum(w * jnp.sin(conv_by_definition(x, F, b, **full)))
+
+    grads_ref = jax.jit(jax.grad(loss_ref, (0, 1, 2)))(x, F, b)
+    for impl in impls:
+        def loss(x, F, b, impl=impl):
+            return jnp.sum(w * jnp.sin(conv2d_manual(x, F, b, impl=impl, **cfg)))
+
+        run = jax.jit if jit else (lambda f: f)
+        chex.assert_trees_all_close(run(partial(conv2d_manual, impl=impl, **cfg))(x, F, b),
+                                    O_ref, atol=1e-12, rtol=1e-12)
+        chex.assert_trees_all_close(run(jax.grad(loss, (0, 1, 2)))(x, F, b), grads_ref,
+                                    atol=1e-11, rtol=1e-11)
+
+
+def test_unknown_or_unsupported_impl_raises():
+    x, F = jnp.ones((1, 6, 6, 1)), jnp.ones((3, 3, 1, 2))
+    with pytest.raises(ValueError, match=r"conv2d_manual: impl must be None or one of "
+                                         r"\('xla', 'rows'\), got 'fft'"):
+        conv2d_manual(x, F, impl="fft")
+    with pytest.raises(ValueError, match=r"impl='rows' needs stride 1 and no dilation, got "
+                                         r"stride \(2, 2\), dilation \(1, 1\)"):
+        conv2d_manual(x, F, stride=2, impl="rows")
+    assert layers.conv.IMPLS == ("xla", "rows")
+
+
+def _grad_jaxpr(x, F, b, impl="default", **cfg):
+    """The jaxpr text of jax.grad of a loss of conv2d_manual (impl left out for "default")."""
+    kw = {} if impl == "default" else dict(impl=impl)
+    loss = lambda x, F, b: jnp.sum(jnp.sin(conv2d_manual(x, F, b, **kw, **cfg)))  # noqa: E731
+    return str(jax.make_jaxpr(jax.grad(loss, (0, 1, 2)))(x, F, b))
+
+
+@pytest.mark.parametrize("x_shape, F_shape, cfg, default", [
+    ((2, 32, 32, 1), (5, 5, 1, 6), {}, "rows"),  # LeNet's C1
+    ((2, 14, 14, 6), (5, 5, 6, 16), {}, "rows"),  # LeNet's C3
+    ((2, 8, 9, 3), (3, 3, 3, 4), dict(padding="SAME"), "rows"),
+    ((2, 6, 40, 1), (3, 3, 1, 8), {}, "rows"),  # blocks of 19 + 2 columns
+    ((2, 6, 6, 8), (3, 3, 8, 16), dict(padding=1), "xla"),  # C_in C_out = 128 > 96
+    ((2, 5, 40, 3), (2, 2, 3, 3), {}, "xla"),  # W_p = 40 > 8 k_w
+    ((2, 9, 8, 3), (3, 2, 3, 4), dict(stride=2), "xla"),
+    ((2, 5, 40, 1), (2, 2, 1, 3), {}, "shifted"),  # one block too wide: shifted forward only
+])
+def test_default_impl_is_the_per_shape_choice(x_shape, F_shape, cfg, default):
+    """impl=None is conv_rows.plan's choice: under jax.grad the very jaxpr of impl="rows" where
+    the row products pay; elsewhere that of impl="xla" apart from the bias (summed in two stages
+    by default, by autodiff's sum with "xla"); for a single channel where they do not pay, the
+    shifted forward (no convolution, a cond on CPU) and the convolutions' gradients."""
+    x, F, b = _arrays(0, x_shape, F_shape)
+    cfg_ = conv_config(x.shape, F.shape, **cfg)
+    want = {"rows": ("shifted" if F_shape[2] == 1 else "rows", "rows"), "xla": ("xla", "xla"),
+            "shifted": ("shifted", "xla")}[default]
+    assert conv_rows.plan(cfg_, F.shape) == want
+    jaxpr = _grad_jaxpr(x, F, b, **cfg)
+    if default == "rows":
+        assert jaxpr == _grad_jaxpr(x, F, b, "rows", **cfg)
+        assert jaxpr != _grad_jaxpr(x, F, b, "xla", **cfg)
+    nobias = jax.make_jaxpr(jax.grad(lambda F: jnp.sum(jnp.sin(conv2d_manual(x, F, **cfg)))))(F)
+    xla = jax.make_jaxpr(jax.grad(lambda F: jnp.sum(jnp.sin(conv2d_manual(x, F, impl="xla",
+                                                                          **cfg)))))(F)
+    assert (str(nobias) == str(xla)) == (default == "xla")
+    convs = primitives(nobias.jaxpr).count("conv_general_dilated")
+    assert convs == {"rows": 0, "xla": 3, "shifted": 2}[default]
+    assert ("cond" in primitives(nobias.jaxpr)) == (F_shape[2] == 1 and default != "xla")
+    assert primitives(xla.jaxpr).count("conv_general_dilated") == 3
+
+
 class Conv2dTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @given(case=conv_cases(), seed=st.integers(0, 2**31 - 1))
@@ -231,7 +322,7 @@ class Conv2dTest(chex.TestCase):
     def test_stride_one_paths_equal_the_definition(self, kernel, hw, padding, c_in, c_out, seed):
         """conv2d_manual with stride 1 (for C_in = 1 shifted multiply-adds forward; both
         gradients, and for C_in > 1 the forward, as matrix products over rows where
-        ``_rows_pay``, else as convolutions): values and vjp equal the definition's."""
+        ``conv_rows.rows_pay``, else as convolutions): values and vjp equal the definition's."""
         with jax.enable_x64(True):
             x, F, b = _arrays(seed, (2, *hw, c_in), (*kernel, c_in, c_out))
             O_ref, pullback = jax.vjp(

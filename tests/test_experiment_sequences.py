@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +10,7 @@ import pytest
 from conftest import run_experiment
 
 from experiments import adding, gradient_flow
-from experiments.common import train_members
-from jaxnets import data, optim, runs, train
+from jaxnets import data, runs, train
 from jaxnets.models import rnn
 
 # --- data.adding_problem ---------------------------------------------------------------------
@@ -57,24 +55,32 @@ def test_first_solved_and_summarize():
     assert s["per_lr"][2]["diverged"] == 1 and s["solved_any"] == 3
 
 
-def test_train_members_member_equals_fit():
-    """Each vmapped member of the chunked trainer equals the same run done alone."""
-    x, y = data.adding_problem(256, 8, seed=0)
-    tr = (jnp.asarray(x), jnp.asarray(y))
-    ev = {"test": tr}
-    init = partial(rnn.init, d_x=2, d_h=6, d_y=1, cell="lstm")
-    kw = dict(init=init, loss=rnn.loss, evaluate=rnn.metrics, optimizer=optim.get("adam"),
-              steps=40, batch_size=16, eval_every=20)
-    keys = jax.vmap(jax.random.key)(jnp.arange(3))
-    lrs = np.array([1e-3, 1e-2, 3e-2], np.float32)
-    m = train_members(keys, lrs, tr, ev, progress=False, **kw)
-    assert m.train_loss.shape == (3, 40) and m.eval_metrics["test/loss"].shape == (3, 2)
-    for k in range(3):
-        alone = train.fit(keys[k], lrs[k], tr, ev, **kw)
-        np.testing.assert_allclose(m.train_loss[k], alone.train_loss, rtol=2e-5)
-        np.testing.assert_allclose(m.eval_metrics["test/loss"][k],
+def test_adding_sweep_member_equals_fit(tmp_path, monkeypatch):
+    """Member (i, j) of the adding experiment's ``train.sweep`` (learning rates x seeds, run
+    chunk by chunk with checkpoints) equals ``train.fit(key(seed_j), lr_i, ...)`` alone."""
+    sweeps, real_sweep = [], train.sweep
+
+    def recorded(*args, **kw):  # the experiment's call and its result
+        sweeps.append((args, kw, real_sweep(*args, **kw)))
+        return sweeps[-1][2]
+
+    monkeypatch.setattr(train, "sweep", recorded)
+    cfg = adding.Config(T=8, cells=("lstm",), hidden=6, count=3, lr_min=1e-3, lr_max=3e-2,
+                        seeds=2, steps=40, batch_size=16, eval_every=20, n_train=256, n_test=64,
+                        run_dir=tmp_path)
+    adding.run(cfg, progress=False)
+    [((lrs, tr, ev), kw, m)] = sweeps
+    assert m.shape == (3, 2) and m.checkpoint is not None  # went chunk by chunk
+    assert m.train_loss.shape == (3, 2, 40) and m.eval_metrics["test/loss"].shape == (3, 2, 2)
+    kw = {k: v for k, v in kw.items() if k not in (
+        "seeds", "progress", "desc", "checkpoint_dir", "checkpoint_every", "keep", "meta")}
+    for i, j in np.ndindex(m.shape):
+        alone = train.fit(jax.random.key(j), lrs[i], tr, ev, **kw)
+        np.testing.assert_allclose(m.train_loss[i, j], alone.train_loss, rtol=2e-5)
+        np.testing.assert_allclose(m.eval_metrics["test/loss"][i, j],
                                    alone.eval_metrics["test/loss"], rtol=2e-5)
-    assert not np.allclose(m.train_loss[0], m.train_loss[1])
+    assert not np.allclose(m.train_loss[0, 0], m.train_loss[1, 0])
+    assert not np.allclose(m.train_loss[0, 0], m.train_loss[0, 1])
 
 
 def test_adding_run_folder_table_and_cli(tmp_path):

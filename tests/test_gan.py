@@ -19,8 +19,10 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
+from jaxnets import train
 from jaxnets.models import gan
 from jaxnets.theory import gan as tgan
+from jaxnets.train import driver
 
 LOG4 = math.log(4.0)
 
@@ -440,18 +442,26 @@ def test_jsd_and_kl(x64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. Whole runs. Setups are static jit arguments: built once here, so runs share compilations.
-# All in float64 (x64), where a vmapped member and its solo run agree to rounding (in float32
-# Adam's m / sqrt(v) turns rounding differences in near-zero gradients into updates of ~lr).
+# 7. Whole runs: ``train.fit`` of a ``gan.GanStep``. Setups and steps are static jit arguments:
+# built once here (the optimizer a module-level factory, so equal setups hash equal), so runs
+# share compilations. All in float64 (x64), where a vmapped member and its solo run agree to
+# rounding (in float32 Adam's m / sqrt(v) turns rounding differences in near-zero gradients into
+# updates of ~lr).
 
 RING = partial(gan.sample_ring, modes=8, radius=2.0, sigma=0.02)
-OPT = optax.adam(1e-3, b1=0.5)
+LR = 1e-3
 STEPS = 30
+INIT64 = partial(_init_small, dtype=jnp.float64)  # the run's key -> its params, float64
+
+
+def _opt(learning_rate):
+    """Adam with b1 = 0.5 at the run's learning rate (a module-level factory: one compile)."""
+    return optax.adam(learning_rate, b1=0.5)
 
 
 def _setup(**kw):
-    return gan.GanSetup(**{"sample_real": RING, "d_z": 2, "batch_size": 32, "d_optimizer": OPT,
-                           "g_optimizer": OPT, **kw})
+    return gan.GanSetup(**{"sample_real": RING, "d_z": 2, "batch_size": 32,
+                           "d_optimizer": _opt, "g_optimizer": _opt, **kw})
 
 
 SETUP = _setup()
@@ -462,89 +472,87 @@ SETUP_GP0 = _setup(variant="wgan-gp", penalty=0.0)
 KEYS = jax.random.split(jax.random.key(42), 3)
 
 
-def _small(seed):
-    """As _small32, in float64."""
-    return _init_small(jax.random.key(seed), dtype=jnp.float64)
-
-
-def _stack(trees):
-    return jax.tree.map(lambda *a: jnp.stack(a), *trees)
+def _fit(key, setup=SETUP, learning_rate=LR):
+    """One run of STEPS steps; its params are INIT64(key), its noise drawn from key."""
+    return train.fit(key, learning_rate, None, step=gan.GanStep(setup, INIT64), steps=STEPS)
 
 
 def _member(tree, i):
     return jax.tree.map(lambda a: a[i], tree)
 
 
-_vrun = jax.vmap(lambda k, p: gan.train(k, p, None, SETUP, STEPS))
+_vrun = jax.vmap(lambda k, lr: _fit(k, learning_rate=lr))  # members side by side
 _cache = {}
 
 
 def _runs():
     """The vmapped run of 3 seeds and each member run alone (computed once, under x64)."""
     if not _cache:
-        params = [_small(i) for i in range(3)]
-        _cache["params"] = params
-        _cache["vmapped"] = _vrun(KEYS, _stack(params))
-        _cache["solo"] = [gan.train(KEYS[i], params[i], None, SETUP, STEPS) for i in range(3)]
+        _cache["params"] = [INIT64(KEYS[i]) for i in range(3)]
+        _cache["vmapped"] = _vrun(KEYS, jnp.full(3, LR))
+        _cache["solo"] = [_fit(KEYS[i]) for i in range(3)]
     return _cache
 
 
 def test_vmapped_seeds_equal_each_run_alone(x64):
     runs = _runs()
     r = runs["vmapped"]
-    chex.assert_shape([r.d_loss, r.g_loss, r.diverged_at], [(3, STEPS), (3, STEPS), (3,)])
+    d_loss, g_loss = r.train_loss
+    chex.assert_shape([d_loss, g_loss, r.diverged_at], [(3, STEPS), (3, STEPS), (3,)])
     np.testing.assert_array_equal(r.diverged_at, [-1, -1, -1])
     for i, solo in enumerate(runs["solo"]):
         chex.assert_trees_all_equal_structs(solo.params, runs["params"][i])
-        chex.assert_shape([solo.d_loss, solo.g_loss, solo.diverged_at], [(STEPS,), (STEPS,), ()])
+        chex.assert_shape([*solo.train_loss, solo.diverged_at], [(STEPS,), (STEPS,), ()])
         chex.assert_trees_all_close(_member(r, i), solo, rtol=1e-10, atol=1e-12)
-        assert np.all(np.isfinite(solo.d_loss)) and np.all(np.isfinite(solo.g_loss))
+        assert all(np.all(np.isfinite(v)) for v in solo.train_loss)
         assert solo.diverged_at == -1
         for name in ("G", "D"):  # training moved both nets
             assert _global_norm(jax.tree.map(jnp.subtract, solo.params[name],
                                              runs["params"][i][name])) > 1e-3
-    assert not np.allclose(r.d_loss[0], r.d_loss[1])  # members are not copies of one another
+    assert not np.allclose(d_loss[0], d_loss[1])  # members are not copies of one another
 
 
 def test_same_key_is_bit_identical_and_another_key_differs(x64):
     runs = _runs()
     # a setup built the same way is equal and hashes the same, so the compiled run is reused
     assert _setup() == SETUP and hash(_setup()) == hash(SETUP)
-    compiled = gan.train_chunk._cache_size()
-    again = gan.train(KEYS[0], runs["params"][0], None, _setup(), STEPS)
-    assert gan.train_chunk._cache_size() == compiled
+    compiled = driver._chunks_jit._cache_size()
+    again = _fit(KEYS[0], _setup())
+    assert driver._chunks_jit._cache_size() == compiled
     chex.assert_trees_all_equal(again, runs["solo"][0])
-    other = gan.train(KEYS[1], runs["params"][0], None, SETUP, STEPS)
-    assert not np.allclose(other.d_loss, runs["solo"][0].d_loss)
+    other = _fit(KEYS[1])
+    assert not np.allclose(other.train_loss[0], runs["solo"][0].train_loss[0])
 
 
 def test_k_discriminator_steps_change_the_run(x64):
     runs = _runs()
-    r3 = gan.train(KEYS[0], runs["params"][0], None, SETUP_K3, STEPS)
-    chex.assert_shape([r3.d_loss, r3.g_loss], [(STEPS,), (STEPS,)])
-    assert np.all(np.isfinite(r3.d_loss)) and r3.diverged_at == -1
-    assert not np.allclose(r3.d_loss, runs["solo"][0].d_loss)
+    r3 = _fit(KEYS[0], SETUP_K3)
+    d_loss, g_loss = r3.train_loss
+    chex.assert_shape([d_loss, g_loss], [(STEPS,), (STEPS,)])
+    assert np.all(np.isfinite(d_loss)) and r3.diverged_at == -1
+    assert not np.allclose(d_loss, runs["solo"][0].train_loss[0])
     assert not np.allclose(r3.params["D"][0]["W"], runs["solo"][0].params["D"][0]["W"])
 
 
 @pytest.mark.parametrize("variant", gan.VARIANTS)
 def test_each_variant_runs_with_finite_losses(x64, variant):
-    r = gan.train(KEYS[0], _small(0), None, SETUPS[variant], STEPS)
-    chex.assert_shape([r.d_loss, r.g_loss], [(STEPS,), (STEPS,)])
-    assert np.all(np.isfinite(r.d_loss)) and np.all(np.isfinite(r.g_loss))
+    r = _fit(KEYS[0], SETUPS[variant])
+    d_loss, g_loss = r.train_loss
+    chex.assert_shape([d_loss, g_loss], [(STEPS,), (STEPS,)])
+    assert np.all(np.isfinite(d_loss)) and np.all(np.isfinite(g_loss))
     assert r.diverged_at == -1
     if variant != "wgan-gp":  # BCE: L_D = softplus terms > 0
-        assert np.all(r.d_loss > 0)
+        assert np.all(d_loss > 0)
     if variant == "minimax":  # L_G = -E softplus(l) < 0
-        assert np.all(r.g_loss < 0)
+        assert np.all(g_loss < 0)
     if variant == "nonsaturating":  # L_G = E softplus(-l) > 0
-        assert np.all(r.g_loss > 0)
+        assert np.all(g_loss > 0)
 
 
 def test_wgan_gp_discriminator_loss_includes_the_penalty(x64):
     """Same key and init: step 0's D loss is computed on the same batches with the same
     critic, so L_D(10) - L_D(0) = 10 gp > 0 there; the runs then part."""
-    L = {lam: gan.train(KEYS[0], _small(0), None, s, STEPS).d_loss
+    L = {lam: _fit(KEYS[0], s).train_loss[0]
          for lam, s in ((0.0, SETUP_GP0), (10.0, SETUPS["wgan-gp"]))}
     assert L[10.0][0] - L[0.0][0] > 1e-3
     assert np.all(np.isfinite(L[0.0]))
@@ -556,17 +564,16 @@ def test_wgan_gp_discriminator_loss_includes_the_penalty(x64):
 
 def test_a_diverging_member_is_frozen_and_the_others_are_untouched(x64):
     runs = _runs()
-    params = [_small(i) for i in range(3)]
-    # member 1: every W * 1e150, so three layers overflow float64 (1e450) at the first D step
-    params[1] = jax.tree.map(lambda l: {"W": l["W"] * 1e150, "b": l["b"]}, params[1],
-                             is_leaf=lambda l: isinstance(l, dict) and "W" in l)
-    r = _vrun(KEYS, _stack(params))
+    # member 1 at learning rate 1e300: Adam's first D update moves every weight by ~1e300, so
+    # the generator's loss overflows float64 (1e600) through D's second layer at step 0
+    r = _vrun(KEYS, jnp.array([LR, 1e300, LR]))
+    d_loss, g_loss = r.train_loss
     t = int(r.diverged_at[1])
     assert t == 0
-    assert np.all(np.isnan(r.d_loss[1, t:])) and np.all(np.isnan(r.g_loss[1, t:]))
+    assert np.all(np.isnan(d_loss[1, t:])) and np.all(np.isnan(g_loss[1, t:]))
     bad = _member(r.params, 1)
     assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(bad))
-    chex.assert_trees_all_equal(bad, params[1])  # frozen at the last finite params
+    chex.assert_trees_all_equal(bad, runs["params"][1])  # frozen at the last finite params
     # the healthy members: exactly the run without the diverging neighbour, and the solo run
     for i in (0, 2):
         assert r.diverged_at[i] == -1
@@ -579,6 +586,15 @@ def test_a_diverging_member_is_frozen_and_the_others_are_untouched(x64):
 
 def _sample_3d(key, n, data=None):
     return jnp.zeros((n, 3))
+
+
+def _no_tracing(monkeypatch) -> list:
+    """Replace the driver's compiled functions by recorders: a list that stays empty if
+    nothing was traced."""
+    traced = []
+    for name in ("_chunks_jit", "_init_jit"):
+        monkeypatch.setattr(driver, name, lambda *a, **k: traced.append(1))
+    return traced
 
 
 @pytest.mark.parametrize("setup, match", [
@@ -595,21 +611,25 @@ def _sample_3d(key, n, data=None):
 ], ids=["d_z", "sample_real", "penalty", "penalty-nan", "k0", "k1.5", "variant", "out",
         "batch0", "batch-float"])
 def test_bad_setups_are_clear_errors_before_tracing(monkeypatch, setup, match):
-    traced = []
-    monkeypatch.setattr(gan, "train_chunk", lambda *a, **k: traced.append(1))
-    with pytest.raises(ValueError, match="gan.train: " + match):
-        gan.train(jax.random.key(0), _small32(0), None, setup, 3)
+    traced = _no_tracing(monkeypatch)
+    with pytest.raises(ValueError, match="fit: " + match):
+        train.fit(jax.random.key(0), LR, None, step=gan.GanStep(setup, _init_small), steps=3)
     assert not traced
+
+
+def _init_mismatched(key):
+    """G 2 -> 16 -> 16 -> 2 but D reading 3 features."""
+    return {"G": _init_small(key)["G"], "D": gan.mlp_init(jax.random.key(1), (3, 4, 1))}
 
 
 def test_discriminator_reading_another_width_is_a_clear_error(monkeypatch):
-    traced = []
-    monkeypatch.setattr(gan, "train_chunk", lambda *a, **k: traced.append(1))
-    p = {"G": _small32(0)["G"], "D": gan.mlp_init(jax.random.key(1), (3, 4, 1))}
+    traced = _no_tracing(monkeypatch)
     msg = r"D reads 3 features but G writes 2"
-    with pytest.raises(ValueError, match="gan.train: " + msg):
-        gan.train(jax.random.key(0), p, None, SETUP, 3)
+    with pytest.raises(ValueError, match="fit: " + msg):
+        train.fit(jax.random.key(0), LR, None, step=gan.GanStep(SETUP, _init_mismatched),
+                  steps=3)
     assert not traced
+    p = _init_mismatched(jax.random.key(0))
     with pytest.raises(ValueError, match="gan.loss: " + msg):
         gan.loss(p, (jnp.zeros((4, 2)), jnp.zeros((4, 2))))
 

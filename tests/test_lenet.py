@@ -87,6 +87,27 @@ def test_manual_grads_use_the_hand_derived_pool_and_conv_paths():
     assert used["autodiff"].count("conv_general_dilated") == 5
 
 
+def test_manual_xla_grads_are_the_maths_with_the_same_gradients(x64):
+    """grads="manual_xla": the hand-derived gradients as written (impl="xla": convolutions, the
+    arg-max from x, no row products, no fused reduction), the gradients of "manual" and
+    "autodiff" in float64."""
+    from test_conv import primitives
+
+    params = lenet.init(jax.random.key(3), dtype=jnp.float64)
+    rng = np.random.default_rng(4)
+    batch = (jnp.asarray(rng.random((3, 32, 32, 1))), jnp.asarray([2, 5, 9]))
+    grads = {g: jax.jit(jax.grad(partial(lenet.loss, grads=g)))(params, batch)
+             for g in ("manual", "manual_xla", "autodiff")}
+    chex.assert_trees_all_close(grads["manual_xla"], grads["manual"], atol=1e-12, rtol=1e-10)
+    chex.assert_trees_all_close(grads["manual_xla"], grads["autodiff"], atol=1e-12, rtol=1e-10)
+    used = primitives(jax.make_jaxpr(jax.grad(partial(lenet.loss, grads="manual_xla")))(
+        params, batch).jaxpr)
+    # C1 and C3: forward, dF, dX each; the maxima by reduce_window, routed by hand
+    assert used.count("conv_general_dilated") == 6
+    assert "select_and_scatter_add" not in used and "cond" not in used
+    assert used.count("reduce_window_max") == 2 and "argmax" in used
+
+
 def test_jit_vmap_over_params_equals_a_loop():
     keys = jax.random.split(jax.random.key(0), 3)
     stacked = jax.vmap(lenet.init)(keys)

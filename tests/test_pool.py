@@ -329,6 +329,96 @@ def test_manual_second_derivatives_equal_autodiffs(x64, window, strides, padding
     np.testing.assert_array_equal(d_dx, max_pool_backward(dy, x, window, strides, padding))
 
 
+IMPL_GEOMETRIES = [
+    ((2, 6, 8, 3), (2, 2), None, "VALID"),  # non-overlapping: "fused" routes by tiling
+    ((1, 7, 8, 2), (3, 2), (3, 2), "SAME"),  # non-overlapping, padded
+    ((2, 6, 5, 2), (3, 3), (1, 2), "VALID"),  # overlapping
+    ((1, 7, 7, 2), (3, 2), (2, 1), ((1, 2), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("ties, jit", [(False, True), (True, True), (True, False)])
+@pytest.mark.parametrize("shape, window, strides, padding", IMPL_GEOMETRIES)
+def test_every_impl_gives_the_values_and_gradients_of_the_maths(x64, shape, window, strides,
+                                                                padding, ties, jit):
+    """max_pool_manual and max_pool_backward with impl None, "xla" and "fused": max_pool's
+    values and jax.grad through max_pool (autodiff), ties included, float64; second
+    derivatives (a gradient penalty) equal autodiff's without ties, and each other's with
+    them (there autodiff's may differ: its JVP of a window's maximum need not take the first
+    maximum's tangent)."""
+    rng = np.random.default_rng(14)
+    x = _draw_x(rng, shape, ties)
+    y = max_pool(x, window, strides, padding)
+    w = jnp.asarray(rng.normal(size=y.shape))
+
+    def loss(pool, **kw):
+        return lambda x: jnp.sum(w * jnp.sin(pool(x, window, strides, padding, **kw)))
+
+    def penalty(f):
+        return jax.grad(lambda x: jnp.sum(jax.grad(f)(x) ** 2))
+
+    grad_ref = jax.grad(loss(max_pool))(x)
+    run = jax.jit if jit else (lambda f: f)
+    penalty_ref = (run(penalty(loss(max_pool_manual, impl="xla"))) if ties
+                   else penalty(loss(max_pool)))(x)
+    for impl in (None, "xla", "fused"):
+        np.testing.assert_array_equal(
+            run(partial(max_pool_manual, window=window, strides=strides, padding=padding,
+                        impl=impl))(x), y)
+        f = loss(max_pool_manual, impl=impl)
+        chex.assert_trees_all_close(run(jax.grad(f))(x), grad_ref, rtol=1e-12, atol=1e-12)
+        chex.assert_trees_all_close(run(penalty(f))(x), penalty_ref, rtol=1e-12, atol=1e-12)
+        backward = partial(max_pool_backward, window=window, strides=strides, padding=padding,
+                           impl=impl)
+        chex.assert_trees_all_close(run(backward)(w * jnp.cos(y), x), grad_ref, rtol=1e-12,
+                                    atol=1e-12)
+
+
+def test_unknown_impl_raises():
+    x = jnp.ones((1, 4, 4, 1))
+    for fn, call in (("max_pool_manual", lambda: max_pool_manual(x, 2, impl="rows")),
+                     ("max_pool_backward",
+                      lambda: max_pool_backward(jnp.ones((1, 2, 2, 1)), x, 2, impl="rows"))):
+        with pytest.raises(ValueError, match=rf"{fn}: impl must be None or one of "
+                                             r"\('xla', 'fused'\), got 'rows'"):
+            call()
+
+
+@pytest.mark.parametrize("window, strides", [(2, None), (3, 1), ((3, 2), (3, 2))])
+def test_default_impl_is_fused_and_xla_keeps_x(window, strides):
+    """impl=None is "fused" (the same jaxprs, for max_pool_manual under jax.grad and for
+    max_pool_backward); "xla" takes the maxima with reduce_window, keeps x and routes dy
+    through the transposed window views (interior-padded pads) even for non-overlapping
+    windows."""
+    x = jnp.asarray(np.random.default_rng(15).normal(size=(2, 6, 6, 3)), jnp.float32)
+    dy = jnp.ones(max_pool(x, window, strides).shape)
+
+    def grad_jaxpr(**kw):
+        return jax.make_jaxpr(jax.grad(lambda x: jnp.sum(jnp.sin(
+            max_pool_manual(x, window, strides, **kw)))))(x)
+
+    def backward_jaxpr(**kw):
+        return jax.make_jaxpr(partial(max_pool_backward, window=window, strides=strides,
+                                      **kw))(dy, x)
+
+    assert str(grad_jaxpr()) == str(grad_jaxpr(impl="fused")) != str(grad_jaxpr(impl="xla"))
+    assert str(backward_jaxpr()) == str(backward_jaxpr(impl="fused")) != str(
+        backward_jaxpr(impl="xla"))
+    f = partial(max_pool_manual, window=window, strides=strides, impl="xla")
+    names = [e.primitive.name for e in all_eqns(
+        jax.make_jaxpr(lambda x: jax.vjp(f, x)[0])(x).jaxpr)]
+    assert "reduce_window_max" in names and "reduce" not in names
+    y, pullback = jax.vjp(f, x)
+    assert [(r.dtype, r.shape) for r in jax.tree.leaves(pullback)] == [(x.dtype, x.shape)]
+    if strides in (None, window):  # non-overlapping: interior-padded pads only with "xla"
+        kh, kw = (window, window) if isinstance(window, int) else window
+        for impl, pads in ((None, 0), ("xla", kh * kw)):
+            interior = [e for e in all_eqns(backward_jaxpr(impl=impl).jaxpr)
+                        if e.primitive.name == "pad"
+                        and any(c[2] > 0 for c in e.params["padding_config"])]
+            assert len(interior) == pads
+
+
 def test_seed_002_pool_output_sizes():
     """Q7.1: 5x5 non-overlapping (stride 5) pool of 125x125 -> 25x25; at stride 1 it is 121.
 

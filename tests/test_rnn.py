@@ -219,6 +219,32 @@ def test_scan_equals_a_python_loop_of_steps(x64):
     assert rnn.zero_carry(_params(0, 2, 4, 2, "lstm"), 3)[1].shape == (3, 4)
 
 
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_remat_changes_neither_values_nor_gradients_and_defaults_per_cell(x64, cell):
+    """scan's remat (jax.checkpoint of each step): on or off, the same outputs and gradients;
+    None takes REMAT[cell] (the LSTM on, the RNN off), seen as a remat in the jaxpr."""
+    from conftest import all_eqns
+
+    p, xs, lengths = _padded(cell, 0.0)
+    assert rnn.REMAT == {"rnn": False, "lstm": True}
+
+    def loss(p, remat):
+        hs = rnn.scan(p, xs, lengths, remat=remat)[1]
+        return jnp.sum(jnp.sin(hs))
+
+    ref = jax.value_and_grad(loss)(p, False)
+    for remat in (None, True):
+        chex.assert_trees_all_close(jax.jit(jax.value_and_grad(loss), static_argnums=1)(
+            p, remat), ref, rtol=1e-13, atol=1e-15)
+
+    def has_remat(remat):
+        jaxpr = jax.make_jaxpr(jax.grad(loss), static_argnums=1)(p, remat).jaxpr
+        return any(e.primitive.name.startswith(("checkpoint", "remat")) for e in all_eqns(jaxpr))
+
+    assert has_remat(True) and not has_remat(False)
+    assert has_remat(None) == rnn.REMAT[cell]
+
+
 # lengths 1, T and an interior one (twice: equal shapes alone share a compilation)
 B_PAD, T_PAD, LENGTHS = 4, 5, np.array([1, 5, 3, 3])
 

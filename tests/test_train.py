@@ -11,6 +11,7 @@ from conftest import assert_same_run
 
 from jaxnets import optim, train
 from jaxnets.models import sin_mlp
+from jaxnets.train import driver
 
 D, D_H, M, N = 6, 16, 3, 96
 INIT = partial(sin_mlp.init, d=D, d_h=D_H, m=M)
@@ -59,9 +60,9 @@ def test_same_seed_bit_identical_other_seed_differs():
 
 def test_learning_rate_is_traced_no_recompile():
     _fit(lr=0.01)
-    size = train._fit_jit._cache_size()
+    size = driver._chunks_jit._cache_size()
     r1, r2 = _fit(lr=0.02), _fit(lr=0.03)
-    assert train._fit_jit._cache_size() == size
+    assert driver._chunks_jit._cache_size() == size
     assert not np.array_equal(r1.train_loss, r2.train_loss)
 
 
@@ -85,12 +86,14 @@ def test_chunked_run_equals_fit():
     opt = optim.get("adam")
     whole = _fit(optimizer=opt, lr=0.01)
     state = train.init_state(jax.random.key(0), init=INIT, optimizer=opt)
+    spec = train.RunSpec(train.SupervisedStep(INIT, sin_mlp.loss, opt, 16), 60, 20,
+                         sin_mlp.metrics)
+    chunk = jax.jit(train.train_chunk, static_argnames=("spec", "num_steps"))
     losses = []
     for _ in range(3):
-        state, (chunk, metrics) = train.train_chunk_jit(
-            state, {"learning_rate": jnp.float32(0.01)}, data, {"train": data},
-            evaluate=sin_mlp.metrics, num_steps=20, loss=sin_mlp.loss, optimizer=opt, batch_size=16)
-        losses.append(chunk)
+        state, (losses_, metrics) = chunk(state, {"learning_rate": jnp.float32(0.01)}, data,
+                                          {"train": data}, spec=spec, num_steps=20)
+        losses.append(losses_)
     assert_same_run(jnp.concatenate(losses), whole.train_loss)
     assert_same_run(state.params, whole.params)
     assert int(state.step) == 60

@@ -6,6 +6,8 @@ hand-derived backward where the seeds derive one.
   differentiated by the hand-derived gradients): jaxnets.layers.conv
 - ``max_pool``, ``avg_pool`` and their backward passes, ``max_pool_manual`` (max_pool
   differentiated by max_pool_backward): jaxnets.layers.pool
+- the manual-gradient functions take ``impl``: None (the default) reaches the fast paths of
+  jaxnets.kernels where they pay, "xla" runs the maths as written here
 - ``conv1d``, ``correlate1d`` (numpy.convolve's full / valid / same): jaxnets.layers.conv1d
 - ``layer_norm``, ``batch_norm`` and ``batch_norm_backward``: jaxnets.layers.norm
 """

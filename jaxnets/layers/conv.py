@@ -6,8 +6,8 @@ dilation d and channels):
     O[n, i, j, o] = b[o] + sum_{a, b, c} X_pad[n, s i + d a, s j + d b, c] F[a, b, c, o]
 
 Backward (seed 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call in
-``conv2d_backward`` (``conv2d_manual`` computes both as matrix products over image rows
-instead where that is faster on XLA:CPU, see ``_rows_filter_grad`` and ``_rows_input_grad``):
+``conv2d_backward`` (``conv2d_manual`` by default computes them with the fast paths of
+jaxnets.kernels.conv_rows where those pay, see its ``impl``):
 
     dL/dF = X * dL/dO    cross-correlation of the padded input with dL/dO, the batch axis
                          contracted; dL/dO's taps are spaced s apart (rhs dilation = stride) and
@@ -29,8 +29,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import Array, lax
+
+from jaxnets.kernels import conv_rows
 
 Padding = str | int | Sequence[tuple[int, int]]
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -125,21 +126,27 @@ def conv2d(x: Array, F: Array, b: Array | None = None, *, stride=1, padding: Pad
     return out if b is None else out + b
 
 
+IMPLS = ("xla", "rows")  # conv2d_manual's impl: None (the default) or one of these
+
+
 def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
-                  padding: Padding = "VALID", dilation=1) -> Array:
+                  padding: Padding = "VALID", dilation=1, impl: str | None = None) -> Array:
     """``conv2d`` differentiated by the hand-derived gradients (a ``jax.custom_vjp``).
 
     Same values as ``conv2d``; under jax.grad the hand-derived gradients run instead of
-    autodiff's. On XLA:CPU that is what keeps a conv net's training step fast inside lax.scan
-    (see ``_nhwc_conv``); the LeNet model uses it. Stride 1, no dilation, few channels and a
-    narrow input or C_in = 1 (``_rows_pay``, LeNet's C1 and C3): dL/dF and dL/dX are each one
-    matrix product over image rows, the output columns in blocks (``_row_slab``, ``_band``,
-    ``_rows_filter_grad``, ``_rows_input_grad``; a non-finite dL/dO spreads along its block's
-    columns of dL/dX there), else the convolutions of ``conv2d_backward``. The forward under
-    jax.grad: for C_in = 1 (stride 1, no dilation) k_h k_w shifted multiply-adds
-    (``_shifted_conv``), else where the row products pay one too. Not differentiated
-    (evaluation) it is lax's convolution, like ``conv2d``. Reverse mode only (custom_vjp): no
-    jax.jvp / jacfwd through it.
+    autodiff's (the LeNet model uses it). Not differentiated (evaluation) it is lax's
+    convolution, like ``conv2d``. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it.
+
+    Args:
+      x, F, b, stride, padding, dilation: as ``conv2d``.
+      impl: how the gradients (and the forward under jax.grad) are computed.
+        "xla": the convolutions of ``conv2d_backward``, forward lax's convolution, dL/db by
+        autodiff's sum. "rows" (stride 1, no dilation only): jaxnets.kernels.conv_rows, dL/dF
+        and dL/dX as matrix products over image rows (a non-finite dL/dO then spreads along its
+        block's columns of dL/dX), the forward a row product too, or for C_in = 1 k_h k_w
+        shifted multiply-adds, dL/db summed in two stages. None (the default, on every
+        platform): each pass as "rows" where ``conv_rows.plan``'s thresholds say it pays (for
+        C_in = 1 the shifted forward always), else as "xla"; dL/db in two stages.
     """
     cfg = conv_config(x.shape, F.shape, stride, padding, dilation)
     if x.dtype != F.dtype:
@@ -147,33 +154,24 @@ def conv2d_manual(x: Array, F: Array, b: Array | None = None, *, stride=1,
                         f"{F.dtype}")
     if b is not None and b.shape != F.shape[3:]:
         raise ValueError(f"conv2d: b must have shape {F.shape[3:]}, got {b.shape}")
-    out = _conv_manual(cfg, x, F)
+    out = _conv_manual(cfg, _plan(impl, cfg, F.shape), x, F)
     if b is None:
         return out
     dtype = jnp.result_type(out, b)  # conv2d's O + b promotion
-    return _add_bias(out.astype(dtype), b.astype(dtype))
+    out, b = out.astype(dtype), b.astype(dtype)
+    return out + b if impl == "xla" else conv_rows.add_bias(out, b)
 
 
-@jax.custom_vjp
-def _add_bias(O: Array, b: Array) -> Array:
-    """O [B, H_o, W_o, C_out] + b [C_out]; dL/db summed in two stages (``_add_bias_bwd``)."""
-    return O + b
-
-
-def _add_bias_fwd(O: Array, b: Array):
-    return O + b, None
-
-
-def _add_bias_bwd(_, dO: Array):
-    """dL/dO passes through; dL/db = sum_{n, i, j} dO[n, i, j, :], first over the rows (n, i) of
-    dO viewed as [B H_o, W_o C_out], then over j. XLA:CPU's one reduction to C_out sums is slow
-    for few channels (LeNet's C1: 0.27 ms of a 5 ms step); LeNet's step in lax.scan 0.94-0.96x
-    the time with the two stages (interleaved A/B, development CPU)."""
-    n, h, w, c = dO.shape
-    return dO, dO.reshape(n * h, w * c).sum(0).reshape(w, c).sum(0)
-
-
-_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+def _plan(impl: str | None, cfg: ConvConfig, F_shape) -> tuple[str, str]:
+    """(forward, backward) of ``_conv_manual`` under jax.grad for ``conv2d_manual``'s impl."""
+    if impl is not None and impl not in IMPLS:
+        raise ValueError(f"conv2d_manual: impl must be None or one of {IMPLS}, got {impl!r}")
+    if impl == "xla":
+        return "xla", "xla"
+    if impl == "rows" and not conv_rows.supports(cfg):
+        raise ValueError(f"conv2d_manual: impl='rows' needs stride 1 and no dilation, got "
+                         f"stride {cfg.stride}, dilation {cfg.dilation}")
+    return conv_rows.plan(cfg, F_shape, always=impl == "rows")
 
 
 def _lax_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
@@ -181,196 +179,23 @@ def _lax_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
                                     dimension_numbers=_NHWC)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _conv_manual(cfg: ConvConfig, x: Array, F: Array) -> Array:
-    """Not differentiated (evaluation): lax's convolution. XLA:CPU fuses the single-channel
-    shifted form into its consumers (activation, pooling) and recomputes it there: LeNet's
-    forward on 2,000 images took 1.44x as long with it (interleaved A/B, development CPU)."""
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _conv_manual(cfg: ConvConfig, plan: tuple[str, str], x: Array, F: Array) -> Array:
+    """Not differentiated (evaluation): lax's convolution, whatever the plan."""
     return _lax_conv(x, F, cfg)
 
 
-def _conv_manual_fwd(cfg: ConvConfig, x: Array, F: Array):
-    """Under jax.grad: for C_in = 1 the shifted form, stored once (``_materialised``); else,
-    where the row products pay, one too, O = R T^T (``_row_slab``, ``_band``), R kept for
-    dL/dF (LeNet's C3 alone 0.76x lax's convolution's time, the step 0.82x with the blocked
-    gradients, interleaved in lax.scan on the development CPU; for C1 a row product forward
-    made the step 1.10x slower than the shifted form); else lax's convolution."""
-    if _single_channel(cfg, F.shape):
-        return _materialised(lambda x, F: _shifted_conv(x, F, cfg), x, F), (x, F)
-    if _rows_pay(cfg, F.shape):
-        J = _row_block(cfg.out_hw[1], F.shape[3])
-        R = _row_slab(x, F.shape, cfg, J)
-        O = (R @ _band(F, J).T).reshape(x.shape[0], *cfg.out_hw, F.shape[3])
-        return O, (R, F)
-    return _lax_conv(x, F, cfg), (x, F)
+def _conv_manual_fwd(cfg: ConvConfig, plan: tuple[str, str], x: Array, F: Array):
+    if plan[0] == "xla":
+        return _lax_conv(x, F, cfg), (x, F)
+    return conv_rows.forward(plan[0], x, F, cfg)  # residuals (x, F) or (R, F)
 
 
-def _conv_manual_bwd(cfg: ConvConfig, residuals, dO: Array):
-    x_or_R, F = residuals  # R where the forward was a row product
-    if _rows_pay(cfg, F.shape):
-        J = _row_block(cfg.out_hw[1], F.shape[3])
-        R = _row_slab(x_or_R, F.shape, cfg, J) if _single_channel(cfg, F.shape) else x_or_R
-        return (_rows_input_grad(dO, _band(F, J), F.shape, cfg, J),
-                _rows_filter_grad(dO, R, F.shape, J))
-    return _input_grad(dO, F, x_or_R.shape, cfg), _filter_grad(dO, x_or_R, F.shape, cfg)
-
-
-# The row products do (J + k_w - 1) / k_w times a convolution's work (J output columns per
-# block, ``_row_block``; W_p / k_w with one block, W_p the padded input width); they are used
-# while C_in C_out <= ROWS_MAX_CHANNELS and a block is at most ROWS_MAX_WIDTH kernels wide,
-# where XLA:CPU's convolutions run slowest (5-30 GFLOP/s; 50-100 with more channels). With
-# C_in > 1 the whole padded width W_p must be that narrow. Measured alone on the development
-# CPU with one block, batch 128: LeNet's C1 (1 -> 6 channels, 32 wide) dF 1.3 against 4.3 ms;
-# C3 (6 -> 16, 14 wide) dF 1.2 against 2.1 ms and dX 1.3 against 4.0 ms; 16 -> 16, 16 wide,
-# 3x3 (not taken): 10.1 / 5.4 against 2.7 / 2.5 ms. With blocks, the whole gradient (forward
-# and backward, interleaved in lax.scan), rows against convolutions: C_in = 1 at any width
-# 0.26-0.99x (1 -> 6, 5x5, 64 wide 0.26x; 1 -> 16, 3x3, 64 wide 0.45x; 1 -> 32, 3x3, 28 wide
-# 0.40x; 1 -> 6, 5x5, 48 wide 0.93x; 1 -> 8, 3x3, 28 wide 0.99-1.04x); C_in > 1 and wider than
-# the rule: 4 -> 8 and 3 -> 16, 3x3, 28-32 wide 0.94-0.96x, but 8 -> 8, 3x3, 28 wide 1.37x and
-# 3 -> 8, 7x7, 56 wide 1.11x, hence the W_p rule there. A heuristic from these timings; both
-# forms give the same values (tests/test_conv.py).
-ROWS_MAX_WIDTH, ROWS_MAX_CHANNELS = 8, 96
-ROWS_MIN_COLUMNS = 40  # see _row_block
-
-
-def _rows_pay(cfg: ConvConfig, F_shape) -> bool:
-    """Stride 1, no dilation, C_in C_out <= ROWS_MAX_CHANNELS, and the width that one product
-    reads (a block's J + k_w - 1 columns for C_in = 1, else W_p = W_o + k_w - 1) at most
-    ROWS_MAX_WIDTH kernels."""
-    _, k_w, c_in, c_out = F_shape
-    if cfg.stride != (1, 1) or cfg.dilation != (1, 1) or c_in * c_out > ROWS_MAX_CHANNELS:
-        return False
-    columns = _row_block(cfg.out_hw[1], c_out) if c_in == 1 else cfg.out_hw[1]
-    return columns + k_w - 1 <= ROWS_MAX_WIDTH * k_w
-
-
-def _single_channel(cfg: ConvConfig, F_shape) -> bool:
-    """C_in = 1, stride 1, no dilation: a grayscale network's first layer (LeNet's C1), where
-    XLA:CPU's convolution kernels are slowest (experiments/benchmark_lenet.py)."""
-    return F_shape[2] == 1 and cfg.stride == (1, 1) and cfg.dilation == (1, 1)
-
-
-def _materialised(fn, *args):
-    """fn(*args), computed once and stored, on XLA:CPU; elsewhere simply fn(*args).
-
-    XLA:CPU fuses an elementwise producer such as ``_shifted_conv`` into every consumer and
-    recomputes it in each (in LeNet's step: C1's 25 multiply-adds inside the relu mask, the
-    pooling and its arg-max routing), and it drops ``lax.optimization_barrier`` before fusion.
-    The result of a conditional is a fusion boundary, so on CPU fn runs as both branches of a
-    ``lax.cond`` whose predicate (a NaN test on one element of args[0], which XLA cannot fold)
-    therefore cannot change the value. LeNet's step in lax.scan: 0.84x the time (interleaved
-    A/B, development CPU). Under a vmap that batches args[0] the cond becomes a select of two
-    equal values and the boundary is lost (values unchanged). ``lax.platform_dependent`` keeps
-    the cond off GPUs, where a conditional's predicate is read back by the host.
-    """
-    def on_cpu(*a):
-        if not jnp.size(a[0]):  # nothing to read the predicate from (an empty batch)
-            return fn(*a)
-        return lax.cond(jnp.isnan(jnp.ravel(a[0])[0]), fn, fn, *a)
-    return lax.platform_dependent(*args, cpu=on_cpu, default=fn)
-
-
-def _pad(x: Array, cfg: ConvConfig) -> Array:
-    """X_pad: x [B, H, W, C] with the configuration's zero padding."""
-    (lo_h, hi_h), (lo_w, hi_w) = cfg.padding
-    return lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (lo_h, hi_h, 0), (lo_w, hi_w, 0),
-                                               (0, 0, 0)))
-
-
-def _shifted_conv(x: Array, F: Array, cfg: ConvConfig) -> Array:
-    """O[n, i, j, o] = sum_{a, b} X_pad[n, i + a, j + b, 0] F[a, b, 0, o] for C_in = 1, stride 1:
-    k_h k_w multiply-adds of shifted views, which XLA fuses into one loop (LeNet's C1 forward:
-    0.5 ms against 3.7 ms for lax's convolution on the development CPU)."""
-    xp, (ho, wo) = _pad(x, cfg), cfg.out_hw
-    k_h, k_w = F.shape[:2]
-    terms = [xp[:, a:a + ho, b:b + wo, :] * F[a, b, 0] for a in range(k_h) for b in range(k_w)]
-    return sum(terms[1:], terms[0])
-
-
-def _row_block(wo: int, c_out: int) -> int:
-    """J, the output columns per block of the row products: the smallest divisor of W_o with
-    J C_out >= ROWS_MIN_COLUMNS, else W_o (one block).
-
-    A block of J output columns reads J + k_w - 1 input columns, so the products do
-    (J + k_w - 1) / k_w times a convolution's multiply-adds: fewer with small J, but the
-    matrices get thin (J C_out columns) and slow. Interleaved timings in lax.scan on the
-    development CPU, batch 128, against one block: LeNet's C1 dL/dF with J = 7 (of 28) 0.51x
-    (J = 4: 0.60x, J = 14: 0.83x); C3 with J = 5 (of 10) dL/dF 0.85x, dL/dX 0.81x (J = 2: 0.90x,
-    1.39x); LeNet's step 0.93-0.95x.
-    """
-    return next((J for J in range(1, wo + 1) if wo % J == 0 and J * c_out >= ROWS_MIN_COLUMNS),
-                wo)
-
-
-def _row_slab(x: Array, F_shape, cfg: ConvConfig, J: int) -> Array:
-    """The image rows each block of J output columns reads (stride 1, no dilation), one gather:
-
-        R[(n, i, beta), (a, w, c)] = X_pad[n, i + a, beta J + w, c]
-                                        [B H_o W_o / J, k_h (J + k_w - 1) C_in]
-    """
-    k_h, k_w, c_in, _ = F_shape
-    xp = _pad(x, cfg)  # [B, H_p, W_p, C_in]
-    (ho, wo), (n, hp, wp, _) = cfg.out_hw, xp.shape
-    nb, wj = wo // J, J + k_w - 1
-    i, beta, a, w, c = np.ix_(np.arange(ho), np.arange(nb), np.arange(k_h), np.arange(wj),
-                              np.arange(c_in))
-    index = (((i + a) * wp + beta * J + w) * c_in + c).reshape(ho, nb * k_h * wj * c_in)
-    return xp.reshape(n, hp * wp * c_in)[:, index].reshape(n * ho * nb, k_h * wj * c_in)
-
-
-def _band(F: Array, J: int) -> Array:
-    """The banded (Toeplitz) kernel matrix of one block of J output columns:
-
-        T[(j, o), (a, w, c)] = F[a, w - j, c, o]  where 0 <= w - j < k_w, else 0
-                                        [J C_out, k_h (J + k_w - 1) C_in]
-
-    so that O[n, i, beta J + j, o] = sum_{a, w, c} R[(n, i, beta), (a, w, c)] T[(j, o), (a, w, c)]
-    (R from ``_row_slab``).
-    """
-    k_h, k_w, c_in, c_out = F.shape
-    wj = J + k_w - 1
-    tap = np.arange(wj)[None, :] - np.arange(J)[:, None]  # [J, wj]: the tap w - j
-    band = jnp.transpose(F, (0, 1, 3, 2))[:, np.clip(tap, 0, k_w - 1)]  # [k_h, J, wj, O, C_in]
-    band = jnp.where(((tap >= 0) & (tap < k_w))[None, :, :, None, None], band, 0)
-    return band.transpose(1, 3, 0, 2, 4).reshape(J * c_out, k_h * wj * c_in)
-
-
-def _rows_filter_grad(dO: Array, R: Array, F_shape, J: int) -> Array:
-    """dF = X * dO for stride 1, no dilation, as one matrix product with the row slab R:
-
-        M[(a, w, c), (j, o)] = sum_{n, i, beta} R[(n, i, beta), (a, w, c)] dO[n, i, beta J + j, o]
-                                        [k_h (J + k_w - 1) C_in, J C_out]
-        dF[a, b, c, o]       = sum_j M[(a, j + b, c), (j, o)]
-    """
-    k_h, k_w, c_in, c_out = F_shape
-    M = R.T @ dO.reshape(R.shape[0], J * c_out)
-    M = M.reshape(k_h, J + k_w - 1, c_in, J, c_out).transpose(0, 1, 3, 2, 4)  # [k_h, wj, J, ...]
-    j = np.arange(J)
-    return M[:, j + np.arange(k_w)[:, None], j].sum(axis=2)  # [k_h, k_w, C_in, C_out]
-
-
-def _rows_input_grad(dO: Array, T: Array, F_shape, cfg: ConvConfig, J: int) -> Array:
-    """dX for stride 1, no dilation, as one matrix product with the banded matrix T (``_band``):
-
-        Y[n, i, beta, a, (w, c)]  = sum_{j, o} dO[n, i, beta J + j, o] T[(j, o), (a, w, c)]
-        dX_pad[n, h, w, c]        = sum_{a, beta} Y[n, h - a, beta, a, w - beta J, c]
-                                                                        then crop the padding
-
-    A non-finite dO[n, i, j, o] makes the J + k_w - 1 columns of row (n, i + a) that its block
-    reaches non-finite (its zeros in T still multiply it), where the convolution keeps it to
-    the k_w columns it reaches.
-    """
-    k_h, k_w, c_in, c_out = F_shape
-    n, ho, wo, _ = dO.shape
-    hp, wp = ho + k_h - 1, wo + k_w - 1
-    nb, wj = wo // J, J + k_w - 1
-    Y = (dO.reshape(n * ho * nb, J * c_out) @ T).reshape(n, ho, nb, k_h, wj, c_in)
-    shifted = [jnp.pad(Y[:, :, beta, a], ((0, 0), (a, k_h - 1 - a),
-                                          (beta * J, wp - beta * J - wj), (0, 0)))
-               for a in range(k_h) for beta in range(nb)]
-    dX_pad = sum(shifted[1:], shifted[0])  # [B, H_p, W_p, C_in]
-    (lo_h, hi_h), (lo_w, hi_w) = cfg.padding
-    return dX_pad[:, lo_h:hp - hi_h, lo_w:wp - hi_w]
+def _conv_manual_bwd(cfg: ConvConfig, plan: tuple[str, str], residuals, dO: Array):
+    if plan[1] == "xla":
+        x, F = residuals
+        return _input_grad(dO, F, x.shape, cfg), _filter_grad(dO, x, F.shape, cfg)
+    return conv_rows.backward(residuals, dO, cfg, from_rows=plan[0] == "rows")
 
 
 _conv_manual.defvjp(_conv_manual_fwd, _conv_manual_bwd)
@@ -398,8 +223,8 @@ def _nhwc_conv(lhs: Array, rhs: Array, **kwargs) -> Array:
 
     The backward passes below transpose their operands into this form explicitly. Written
     with other dimension numbers (as autodiff writes the filter gradient), XLA:CPU keeps the
-    convolution non-canonical inside a while loop, i.e. inside lax.scan, and runs it several
-    times slower (../shared/bench/scan_conv_repro.py; experiments/benchmark_lenet.py).
+    convolution non-canonical inside a while loop, i.e. inside lax.scan, where it runs slowly
+    (../shared/bench/scan_conv_repro.py; experiments/benchmark_lenet.py).
     """
     return lax.conv_general_dilated(lhs, rhs, dimension_numbers=_NHWC, **kwargs)
 

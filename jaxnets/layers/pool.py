@@ -1,14 +1,14 @@
 """Max and average pooling on NHWC batches, each with its hand-derived backward.
 
-Forward passes are single ``jax.lax.reduce_window`` calls on x [B, H, W, C] (under jax.grad,
-``max_pool_manual`` takes the maxima and their arg-max from one reduction). The backward passes
+Forward passes are single ``jax.lax.reduce_window`` calls on x [B, H, W, C]. The backward passes
 are written out, not taken from autodiff: a pooling window at offset (i, j) of output (p, q)
 reads padded-input element (p s_h + i, q s_w + j), so the window's view of the input is the
 strided slice ``xp[:, i::s_h, j::s_w, :]`` (cut to [B, H_out, W_out, C]) and the gradient flows
 back through the transpose of that slice, ``lax.pad`` with interior padding s - 1. Summing the
 kh * kw transposed slices adds the contributions of overlapping windows (stride < window).
-For non-overlapping windows (strides == window) max pooling's backward repeats dy and the
-arg-max over each window instead (``_route_tiled``), which XLA:CPU runs faster.
+``max_pool_manual`` and ``max_pool_backward`` by default take the fast paths of
+jaxnets.kernels.pool (the maxima and their arg-max from one reduction, non-overlapping windows
+routed by tiling), see their ``impl``.
 
 Geometry. ``window`` and ``strides`` are an int or an (h, w) pair of positive ints; ``strides``
 defaults to ``window`` (non-overlapping windows). ``padding`` is "VALID" (none), "SAME"
@@ -41,12 +41,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from jaxnets.kernels import pool as pool_kernels
+
 Pair = tuple[int, int]
 Padding = str | tuple[Pair, Pair]
 
 
+def _lowest(dtype) -> np.ndarray:
+    """The identity of max for dtype: -inf for floats, the minimum for ints."""
+    dtype = np.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return np.array(-np.inf, dtype)
+    return np.array(jnp.iinfo(dtype).min, dtype)
+
+
 class _Geometry:
     """Normalised pooling geometry for one [B, H, W, C] input shape."""
+
+    lowest = staticmethod(_lowest)  # max pooling's padding (jaxnets.kernels.pool reads it here)
 
     def __init__(self, fn: str, x_shape: Sequence[int], window, strides, padding) -> None:
         if len(x_shape) != 4:
@@ -77,6 +89,11 @@ class _Geometry:
         return dict(window_dimensions=(1, *self.window, 1), window_strides=(1, *self.strides, 1),
                     padding=((0, 0), *self.pads, (0, 0)))
 
+    def views(self, x: Array, fill) -> Array:
+        """[kh kw, B, H_out, W_out, C]: x padded with fill, the elements each window offset
+        i kw + j reads (``_window_views``)."""
+        return jnp.stack(_window_views(_pad_input(x, self, fill), self))
+
 
 def _pair(fn: str, name: str, v) -> Pair:
     vs = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
@@ -105,14 +122,6 @@ def _pads(fn: str, padding, in_hw: Pair, window: Pair, strides: Pair) -> tuple[P
             raise ValueError(f"{fn}: explicit padding along {axis} must satisfy 0 <= pad < "
                              f"window {k}, got (lo, hi) = ({lo}, {hi})")
     return pads
-
-
-def _lowest(dtype) -> np.ndarray:
-    """The identity of max for dtype: -inf for floats, the minimum for ints."""
-    dtype = np.dtype(dtype)
-    if jnp.issubdtype(dtype, jnp.inexact):
-        return np.array(-np.inf, dtype)
-    return np.array(jnp.iinfo(dtype).min, dtype)
 
 
 def _pad_input(x: Array, g: _Geometry, value) -> Array:
@@ -187,37 +196,56 @@ def max_pool(x: Array, window: int | Pair, strides: int | Pair | None = None,
     Returns:
       y: [B, H_out, W_out, C].
     """
-    g = _Geometry("max_pool", jnp.shape(x), window, strides, padding)
+    return _window_max(x, _Geometry("max_pool", jnp.shape(x), window, strides, padding))
+
+
+def _window_max(x: Array, g: _Geometry) -> Array:
     return lax.reduce_window(x, _lowest(jnp.result_type(x)), lax.max, **g.lax_args)
 
 
+IMPLS = ("xla", "fused")  # max_pool_manual's and max_pool_backward's impl: None or one of these
+
+
 def max_pool_manual(x: Array, window: int | Pair, strides: int | Pair | None = None,
-                    padding: Padding = "VALID") -> Array:
+                    padding: Padding = "VALID", *, impl: str | None = None) -> Array:
     """``max_pool`` whose derivative is ``max_pool_backward`` (a ``jax.custom_vjp``).
 
     Same values and same gradients (ties included) as ``max_pool`` on inputs without NaN (a
     window holding NaN sends its gradient to the NaN here, to the largest number in autodiff);
-    under jax.grad the hand-derived routing runs instead of autodiff's SelectAndScatter, which
-    XLA:CPU runs slowly (experiments/benchmark_lenet.py: LeNet's step about 20 % faster), and the
-    forward is one reduction giving the maxima with their winners, which are all the backward
-    keeps (``_max_and_winner``; a zero maximum may then differ from ``max_pool``'s in sign).
-    The LeNet model uses it. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it;
+    under jax.grad the hand-derived routing runs instead of autodiff's SelectAndScatter. The
+    LeNet model uses it. Reverse mode only (custom_vjp): no jax.jvp / jacfwd through it;
     reverse over reverse (e.g. a gradient penalty) works.
+
+    impl: "xla": under jax.grad the forward is ``max_pool``'s reduce_window, x is kept and the
+    backward is ``max_pool_backward``'s maths. "fused" (jaxnets.kernels.pool): the forward is
+    one reduction giving the maxima with their winners, which are all the backward keeps (a
+    zero maximum may then differ from ``max_pool``'s in sign), and non-overlapping windows are
+    routed by tiling. None (the default, on every platform): "fused".
     """
-    return _max_pool_manual(_Geometry("max_pool", jnp.shape(x), window, strides, padding), x)
+    g = _Geometry("max_pool", jnp.shape(x), window, strides, padding)
+    return _max_pool_manual(g, _impl("max_pool_manual", impl), x)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _max_pool_manual(g: _Geometry, x: Array) -> Array:
-    return lax.reduce_window(x, _lowest(jnp.result_type(x)), lax.max, **g.lax_args)
+def _impl(fn: str, impl: str | None) -> str:
+    if impl is not None and impl not in IMPLS:
+        raise ValueError(f"{fn}: impl must be None or one of {IMPLS}, got {impl!r}")
+    return "fused" if impl is None else impl
 
 
-def _max_pool_manual_fwd(g: _Geometry, x: Array):
-    return _max_and_winner(x, g)  # residual: the winners, not x
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _max_pool_manual(g: _Geometry, impl: str, x: Array) -> Array:
+    return _window_max(x, g)
 
 
-def _max_pool_manual_bwd(g: _Geometry, winner: Array, dy: Array):
-    return (_route(dy, winner, g),)
+def _max_pool_manual_fwd(g: _Geometry, impl: str, x: Array):
+    if impl == "xla":
+        return _window_max(x, g), x
+    return pool_kernels.max_and_winner(x, g)  # residual: the winners, not x
+
+
+def _max_pool_manual_bwd(g: _Geometry, impl: str, x_or_winner: Array, dy: Array):
+    winner = _winners(x_or_winner, g) if impl == "xla" else x_or_winner
+    return (_route(impl, dy, winner, g),)
 
 
 _max_pool_manual.defvjp(_max_pool_manual_fwd, _max_pool_manual_bwd)
@@ -241,7 +269,7 @@ def avg_pool(x: Array, window: int | Pair, strides: int | Pair | None = None,
 
 
 def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pair | None = None,
-                      padding: Padding = "VALID") -> Array:
+                      padding: Padding = "VALID", *, impl: str | None = None) -> Array:
     """Hand-derived backward of ``max_pool``: dx = sum over windows of dy routed to the arg-max.
 
     dl/dx[b, h, w, c] = sum_{(p, q)} dy[b, p, q, c] [(h, w) = argmax of window (p, q)], so each
@@ -259,85 +287,32 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
     Args:
       dy: [B, H_out, W_out, C] upstream gradient dl/dy.
       x, window, strides, padding: as given to ``max_pool``.
+      impl: "xla", the maths below; "fused" or None (the default), the winners from
+        jaxnets.kernels.pool's one reduction and non-overlapping windows routed by tiling.
     Returns:
       dx: [B, H, W, C].
     """
     g = _Geometry("max_pool_backward", jnp.shape(x), window, strides, padding)
     _check_dy("max_pool_backward", dy, g)
-    return _route(dy, _max_and_winner(x, g)[1], g)
+    impl = _impl("max_pool_backward", impl)
+    winner = _winners(x, g) if impl == "xla" else pool_kernels.max_and_winner(x, g)[1]
+    return _route(impl, dy, winner, g)
 
 
-def _first_max(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
-    """Reducer of (value, window offset) pairs: the larger value, NaN counting as largest; on
-    equal values the smaller offset. The offset is chosen as by ``jnp.argmax``'s reducer
-    (jax._src.lax), so the winner is the window's first maximum (between two NaNs, whichever
-    XLA's reduction keeps, as there), and the value is the winner's, bit for bit (``max_pool``'s
-    ``reduce_window`` may differ in the sign of a zero maximum). A stricter order that also
-    ranks NaNs by offset made LeNet's step 1.07x slower (the reduction is not vectorised)."""
-    (a_val, a_k), (b_val, b_k) = a, b
-    pick_a = (a_val > b_val) | (a_val != a_val) | ((a_val == b_val) & (a_k < b_k))
-    return lax.select(pick_a, a_val, b_val), lax.select(pick_a, a_k, b_k)
+def _winners(x: Array, g: _Geometry) -> Array:
+    """winner[b, p, q, c]: the row-major offset i kw + j of window (p, q)'s first maximum (NaN
+    counting as largest), [B, H_out, W_out, C]."""
+    return jnp.argmax(g.views(x, _lowest(x.dtype)), axis=0)
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _max_and_winner(x: Array, g: _Geometry) -> tuple[Array, Array]:
-    """x [B, H, W, C] -> (y, winner), both [B, H_out, W_out, C]: y the window maxima (as
-    ``max_pool``), winner the row-major offset i kw + j of each window's first maximum.
-
-    One variadic reduction over the stacked window views [kh kw, B, H_out, W_out, C] with their
-    offsets, so the maxima come with the arg-max: under jax.grad ``max_pool_manual`` keeps the
-    winners instead of x and needs no separate forward ``reduce_window`` (LeNet's step in
-    lax.scan 0.91x the time, interleaved A/B, development CPU). Its derivative (below) lets
-    higher-order derivatives through: JAX has no JVP for a reduction with an integer operand.
-    """
-    views = jnp.stack(_window_views(_pad_input(x, g, _lowest(x.dtype)), g))
-    offsets = lax.broadcasted_iota(jnp.int32, views.shape, 0)
-    return lax.reduce((views, offsets), (_lowest(x.dtype), np.int32(0)), _first_max, (0,))
-
-
-@_max_and_winner.defjvp
-def _max_and_winner_jvp(g: _Geometry, primals, tangents):
-    """dy = the tangent of each window's winner; the winners are piecewise constant (no
-    tangent)."""
-    (x,), (x_dot,) = primals, tangents
-    y, winner = _max_and_winner(x, g)
-    views_dot = jnp.stack(_window_views(_pad_input(x_dot, g, 0), g))
-    y_dot = jnp.take_along_axis(views_dot, winner[None], axis=0)[0]
-    return (y, winner), (y_dot, np.zeros(winner.shape, jax.dtypes.float0))
-
-
-def _route(dy: Array, winner: Array, g: _Geometry) -> Array:
-    """dy [B, H_out, W_out, C] to the winners' places: dx [B, H, W, C]."""
-    if g.strides == g.window:
-        return _route_tiled(dy, winner, g)
+def _route(impl: str, dy: Array, winner: Array, g: _Geometry) -> Array:
+    """dy [B, H_out, W_out, C] to the winners' places, dx [B, H, W, C]: window offset k's part
+    of dy, [winner = k] dy, put back through the transposed view (``_scatter_views``)."""
+    if impl == "fused" and pool_kernels.tiles(g):
+        return pool_kernels.route_tiled(dy, winner, g)
     zero = jnp.zeros((), dy.dtype)
     return _scatter_views([jnp.where(winner == k, dy, zero)
                            for k in range(g.window[0] * g.window[1])], g)
-
-
-def _route_tiled(dy: Array, winner: Array, g: _Geometry) -> Array:
-    """``max_pool_backward`` for non-overlapping windows (strides == window): dy and the
-    winner repeated over each window (a broadcast), kept where the element's offset in its
-    window is the winner; the padding cropped, rows and columns no window reads get 0.
-
-    The same values as the transposed slices of ``_scatter_views``; XLA:CPU runs it faster
-    (LeNet's training step in lax.scan 0.85x the time, interleaved A/B, development CPU),
-    since each element is one compare and select instead of kh kw interior-padded pads.
-    """
-    (kh, kw), (ho, wo) = g.window, g.out_hw
-    (lo_h, hi_h), (lo_w, hi_w) = g.pads
-    b, h, w, c = g.x_shape
-
-    def repeat(a: Array) -> Array:  # [B, Ho, Wo, C] -> [B, Ho kh, Wo kw, C]
-        return jnp.broadcast_to(a[:, :, None, :, None, :], (b, ho, kh, wo, kw, c)).reshape(
-            b, ho * kh, wo * kw, c)
-
-    offset = (np.arange(ho * kh) % kh)[:, None] * kw + (np.arange(wo * kw) % kw)[None, :]
-    dxp = jnp.where(repeat(winner) == offset[None, :, :, None], repeat(dy),
-                    jnp.zeros((), dy.dtype))  # padded coordinates, the windows' rows only
-    dxp = lax.pad(dxp, jnp.zeros((), dy.dtype), ((0, 0, 0), (0, h + lo_h + hi_h - ho * kh, 0),
-                                                  (0, w + lo_w + hi_w - wo * kw, 0), (0, 0, 0)))
-    return lax.slice(dxp, (0, lo_h, lo_w, 0), (b, lo_h + h, lo_w + w, c))
 
 
 def avg_pool_backward(dy: Array, x_shape: Sequence[int], window: int | Pair,

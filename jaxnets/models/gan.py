@@ -1,4 +1,4 @@
-"""A GAN as pure functions: MLP generator and discriminator, three losses, a whole run in one jit.
+"""A GAN as pure functions: MLP generator and discriminator, three losses, and its training step.
 
 Seed 004 section 15. With D(x) = sigma(l(x)) (the discriminator outputs a logit l) and fakes
 G(z), z ~ N(0, I):
@@ -15,9 +15,10 @@ Params: ``{"G": [layer, ...], "D": [layer, ...]}``, each layer ``{"W": [d_in, d_
 [d_out]}``; hidden layers use ReLU in G and leaky ReLU (slope 0.2) in D; G's output is linear,
 sigmoid or tanh (``out``), D's is one logit.
 
-``train`` alternates k discriminator steps and one generator step (optax for both), the whole run
-one ``lax.scan``; it is a pure function of (key, data), so ``jax.vmap`` runs seeds side by side.
-A member whose loss or params stop being finite is frozen and reports the step (``diverged_at``).
+``GanStep`` alternates k discriminator steps and one generator step (optax for both, at the
+run's learning rate); it plugs into ``jaxnets.train.fit`` / ``sweep``, which run it in one
+``lax.scan`` and sweep learning rates and seeds, with checkpoints and resume. A member whose
+loss or params stop being finite is frozen and reports the step (``diverged_at``).
 
 Seed errata (the code follows the corrected forms): 15.1.2 writes max_G min_D u_G, the reverse
 of the game it then describes (D maximises V, G minimises it: min_G max_D V); 15.1.3
@@ -31,6 +32,7 @@ D minimises the Jensen-Shannon divergence (V(G, D*) = -log 4 + 2 JSD, tests/test
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal, NamedTuple
@@ -215,17 +217,21 @@ class GanState(NamedTuple):
     diverged_at: Array  # int32 [], the step whose losses or params were not finite; -1 if none
 
 
-class GanResult(NamedTuple):
-    """What ``train`` returns; losses after divergence are NaN."""
+def adam(learning_rate: Array | float) -> optax.GradientTransformation:
+    """Adam with b1 = 0.5, b2 = 0.9, the GAN default (Gulrajani et al. 2017)."""
+    return optax.adam(learning_rate, b1=0.5, b2=0.9)
 
-    params: Params
-    d_loss: Array  # [steps] L_D of the last discriminator step of each step
-    g_loss: Array  # [steps] L_G before the generator's update
-    diverged_at: Array
+
+OptimizerFactory = Callable[[Array | float], optax.GradientTransformation]
 
 
 class GanSetup(NamedTuple):
-    """The static part of a run (hashable: it goes into jit as a static argument)."""
+    """The static part of a run (hashable: it goes into jit as a static argument).
+
+    ``d_optimizer`` and ``g_optimizer`` are factories, learning rate -> optax transform: the
+    learning rate is the run's (traced) hyperparameter, so a sweep varies it without
+    recompiling.
+    """
 
     sample_real: SampleFn
     d_z: int
@@ -234,21 +240,23 @@ class GanSetup(NamedTuple):
     batch_size: int = 64
     penalty: float = 10.0
     out: str = "linear"
-    d_optimizer: optax.GradientTransformation = optax.adam(1e-4, b1=0.5, b2=0.9)
-    g_optimizer: optax.GradientTransformation = optax.adam(1e-4, b1=0.5, b2=0.9)
+    d_optimizer: OptimizerFactory = adam
+    g_optimizer: OptimizerFactory = adam
 
 
 def init_state(key: Array, params: Params, setup: GanSetup) -> GanState:
     """Fresh optimizer states for D and G; the run's own key."""
-    return GanState(params, setup.d_optimizer.init(params["D"]), setup.g_optimizer.init(
-        params["G"]), key, jnp.zeros((), jnp.int32), jnp.full((), -1, jnp.int32))
+    return GanState(params, setup.d_optimizer(0.0).init(params["D"]),
+                    setup.g_optimizer(0.0).init(params["G"]), key, jnp.zeros((), jnp.int32),
+                    jnp.full((), -1, jnp.int32))
 
 
 def _finite(tree) -> Array:
     return jnp.all(jnp.array([jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(tree)]))
 
 
-def _d_step(setup: GanSetup, G: Layers, carry, key: Array, data):
+def _d_step(setup: GanSetup, d_optimizer: optax.GradientTransformation, G: Layers, carry,
+            key: Array, data):
     D, opt = carry
     k_x, k_z, k_e = jax.random.split(key, 3)
     x_real = setup.sample_real(k_x, setup.batch_size, data)
@@ -257,22 +265,24 @@ def _d_step(setup: GanSetup, G: Layers, carry, key: Array, data):
     eps = jax.random.uniform(k_e, (setup.batch_size,), x_real.dtype)
     L, g = jax.value_and_grad(discriminator_loss)(D, x_real, x_fake, eps,
                                                   variant=setup.variant, penalty=setup.penalty)
-    updates, opt = setup.d_optimizer.update(g, opt, D)
+    updates, opt = d_optimizer.update(g, opt, D)
     return (optax.apply_updates(D, updates), opt), L
 
 
-def train_step(state: GanState, data, setup: GanSetup) -> tuple[GanState, tuple[Array, Array]]:
-    """k discriminator steps (fresh real and fake batches each), then one generator step.
-    Returns the new state and (L_D of the last D step, L_G)."""
+def train_step(state: GanState, learning_rate: Array | float, data, setup: GanSetup
+               ) -> tuple[GanState, tuple[Array, Array]]:
+    """k discriminator steps (fresh real and fake batches each), then one generator step, both
+    players at ``learning_rate``. Returns the new state and (L_D of the last D step, L_G)."""
     key = jax.random.fold_in(state.key, state.step)
     k_d, k_g = jax.random.split(key)
     G = state.params["G"]
-    (D, opt_D), L_D = jax.lax.scan(lambda c, kk: _d_step(setup, G, c, kk, data),
+    d_optimizer = setup.d_optimizer(learning_rate)
+    (D, opt_D), L_D = jax.lax.scan(lambda c, kk: _d_step(setup, d_optimizer, G, c, kk, data),
                                    (state.params["D"], state.opt_D),
                                    jax.random.split(k_d, setup.k))
     z = jax.random.normal(k_g, (setup.batch_size, setup.d_z), jax.tree.leaves(G)[0].dtype)
     L_G, g = jax.value_and_grad(generator_loss)(G, D, z, variant=setup.variant, out=setup.out)
-    updates, opt_G = setup.g_optimizer.update(g, state.opt_G, G)
+    updates, opt_G = setup.g_optimizer(learning_rate).update(g, state.opt_G, G)
     params = {"G": optax.apply_updates(G, updates), "D": D}
     healthy = state.diverged_at < 0
     ok = jnp.isfinite(L_D[-1]) & jnp.isfinite(L_G) & _finite(params)
@@ -285,16 +295,9 @@ def train_step(state: GanState, data, setup: GanSetup) -> tuple[GanState, tuple[
             (jnp.where(keep, L_D[-1], nan), jnp.where(keep, L_G, nan)))
 
 
-@partial(jax.jit, static_argnames=("setup", "num_steps"))
-def train_chunk(state: GanState, data, setup: GanSetup, num_steps: int
-                ) -> tuple[GanState, tuple[Array, Array]]:
-    """``num_steps`` train steps as one lax.scan. Returns (state, (d_loss, g_loss) [num_steps])."""
-    return jax.lax.scan(lambda s, _: train_step(s, data, setup), state, None, length=num_steps)
-
-
-def validate(params: Params, data, setup: GanSetup, where: str = "gan.train") -> None:
+def validate(params: Params, data, setup: GanSetup, where: str = "gan") -> None:
     """Clear errors before tracing: the variant, lambda >= 0, k >= 1, batch size, and that the
-    real samples and the generator agree on d_x (and z on d_z)."""
+    real samples and the generator agree on d_x (and z on d_z). ``params`` may be abstract."""
     _check_config(setup.variant, setup.penalty, setup.k, where)
     if not (isinstance(setup.batch_size, int) and setup.batch_size >= 1):
         raise ValueError(f"{where}: batch_size must be a positive integer, got "
@@ -310,16 +313,36 @@ def validate(params: Params, data, setup: GanSetup, where: str = "gan.train") ->
                 jax.ShapeDtypeStruct((2, d_z), x.dtype), where)
 
 
-def train(key: Array, params: Params, data, setup: GanSetup, steps: int) -> GanResult:
-    """A whole run: ``steps`` generator steps (each after k discriminator steps).
+@dataclasses.dataclass(frozen=True)
+class GanStep:
+    """The GAN's training step for ``jaxnets.train.fit`` / ``sweep``: k discriminator steps,
+    then one generator step (``train_step``), at the run's learning rate.
 
-    Pure in (key, params, data), so ``jax.vmap(train, in_axes=(0, 0, None, None, None))`` runs
-    seeds side by side (``init`` each member's params with its own key).
+    ``init``: key -> params ({"G", "D"}, e.g. ``partial(gan.init, d_z=2, d_x=2)``); a run's
+    key initialises the params and drives its noise (the state keeps it; fold_in per step).
+    The step's aux is (L_D [steps], L_G [steps]); ``data`` is what ``setup.sample_real`` reads
+    (None for the ring).
     """
-    validate(params, data, setup)
-    state, (d_loss, g_loss) = train_chunk(init_state(key, params, setup), data, setup, steps)
-    return GanResult(state.params, d_loss, g_loss, state.diverged_at)
 
+    setup: GanSetup
+    init: Callable[[Array], Params]
+    state_bytes_fields = ("params", "opt_D", "opt_G")
+
+    def init_state(self, key: Array) -> GanState:
+        return init_state(key, self.init(key), self.setup)
+
+    def schedule(self, state: GanState, num_steps: int, data) -> None:
+        return None
+
+    def __call__(self, state: GanState, hparams: dict, data, x: None
+                 ) -> tuple[GanState, tuple[Array, Array]]:
+        return train_step(state, hparams["learning_rate"], data, self.setup)
+
+    def validate(self, key: Array, hparams: dict, data, where: str) -> None:
+        if hparams:
+            raise ValueError(f"{where}: the GAN's step takes only a learning rate, got "
+                             f"hyperparameters {sorted(hparams)}")
+        validate(jax.eval_shape(self.init, key), data, self.setup, where)
 
 
 @partial(jax.jit, static_argnames=("sample_real", "sample_fake", "steps", "batch_size",

@@ -10,16 +10,18 @@ Params ``{"C1": {"F", "b"}, "C3": {"F", "b"}, "F5": {"W", "b"}, "F6": {"W", "b"}
 "sigmoid") and pooling ("max", "avg") are keyword arguments of ``apply``, ``loss`` and
 ``metrics``; bind them with functools.partial for training. Gradients are hand-derived by
 default (``grads="manual"``): convolutions are ``layers.conv2d_manual`` (seed 004 Q5's
-gradients; for C1 and C3 as matrix products over image rows, which XLA:CPU runs fast inside
-lax.scan where autodiff's convolutions are slow) and max pooling is ``layers.max_pool_manual``
-(arg-max routing, faster than autodiff's SelectAndScatter on XLA:CPU); ``grads="autodiff"``
+gradients) and max pooling is ``layers.max_pool_manual`` (arg-max routing), both with their
+default ``impl``, the fast paths of jaxnets.kernels where those pay (for C1 and C3 the
+gradients as matrix products over image rows); ``grads="manual_xla"`` runs the same
+hand-derived gradients as the maths is written (``impl="xla"``); ``grads="autodiff"``
 differentiates lax's convolution and reduce_window instead (experiments/benchmark_lenet.py
-compares them: on CPU an epoch in lax.scan runs at about PyTorch eager's speed).
+compares them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -35,9 +37,13 @@ Batch = tuple[Array, Array]
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid}
 POOLS = ("max", "avg")
-# grads -> (convolution, {pool: pooling}): whose derivative jax.grad uses
+# grads -> (convolution, {pool: pooling}): whose derivative jax.grad uses. "manual" is the
+# default because XLA:CPU runs autodiff's convolution and max-pool gradients slowly in lax.scan.
 GRADS = {"manual": (layers.conv2d_manual, {"max": layers.max_pool_manual,
                                            "avg": layers.avg_pool}),
+         "manual_xla": (partial(layers.conv2d_manual, impl="xla"),
+                        {"max": partial(layers.max_pool_manual, impl="xla"),
+                         "avg": layers.avg_pool}),
          "autodiff": (layers.conv2d, {"max": layers.max_pool, "avg": layers.avg_pool})}
 CONV_KERNEL, CONV_CHANNELS, DENSE_UNITS = 5, (6, 16), (120, 84)
 

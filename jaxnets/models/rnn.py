@@ -187,20 +187,27 @@ def zero_carry(params: Params, batch: int):
     return z if cell_of(params) == "rnn" else (z, z)
 
 
+# Whether ``scan`` rematerialises a cell's step in the backward pass (``jax.checkpoint``,
+# nothing saved but the carry), by default: on CPU recomputing the LSTM's [T, B, 4 d_h] gate
+# activations is faster than storing them, and for the RNN it is slower
+# (experiments/benchmark_lstm.py).
+REMAT = {"rnn": False, "lstm": True}
+
+
 def scan(params: Params, xs: Array, lengths: Array | None = None, carry=None, *,
-         phi: str = "tanh", unroll: int = 1):
+         phi: str = "tanh", unroll: int = 1, remat: bool | None = None):
     """Run the cell over a batch of sequences with ``lax.scan``.
 
-    Each step projects its own x_t (u_t = W_x x_t + b). The LSTM's step is rematerialised in the
-    backward pass (``jax.checkpoint``, nothing saved but the carry): its [T, B, 4 d_h] gate
-    activations are never stored, which on CPU is faster than storing them (0.85x flax's time
-    against 1.5x; experiments/benchmark_lstm.py); for the RNN, remat is slower, so it is off.
+    Each step projects its own x_t (u_t = W_x x_t + b).
 
     Args:
       params: RNN or LSTM params (the cell is read from W_h's shape).
       xs: [B, T, d_x]. lengths: [B] ints in 1..T (default: all T).
       carry: the initial carry (default ``zero_carry``). phi: the RNN's activation.
       unroll: ``lax.scan``'s unroll.
+      remat: rematerialise each step in the backward pass (``jax.checkpoint``, nothing saved
+        but the carry) instead of storing its intermediates; same values and gradients. None
+        (the default): ``REMAT[cell]``, on for the LSTM, off for the RNN.
     Returns:
       (carry, hs): the carry at each sequence's own last step, and hs [B, T, d_h] (zero past
       each length).
@@ -225,7 +232,7 @@ def scan(params: Params, xs: Array, lengths: Array | None = None, carry=None, *,
                              carry)
         return carry, m * out(carry)
 
-    if cell == "lstm":
+    if REMAT[cell] if remat is None else bool(remat):
         step = jax.checkpoint(step, policy=jax.checkpoint_policies.nothing_saveable)
     carry, hs = jax.lax.scan(step, carry, (x, mask), unroll=unroll)
     return carry, jnp.swapaxes(hs, 0, 1)
