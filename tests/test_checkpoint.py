@@ -411,7 +411,9 @@ def test_extracted_member_is_the_members_own_run(tmp_path):
     template = {"state": state0, "outputs": (jax.ShapeDtypeStruct((3, 10), jnp.float32), {
         k: jax.ShapeDtypeStruct((3,), jnp.float32) for k in ("train/accuracy", "train/loss")})}
     tree, meta = checkpoint.load(dest, template)
-    assert meta == {"chunks": 3, "who": "member"}
+    # the sweep's spec travels with the member, so fit with the same settings resumes it
+    spec = checkpoint.read_meta(tmp_path / "step-000000030.ckpt")["spec"]
+    assert meta == {"chunks": 3, "who": "member", "spec": spec}
     member = tree["state"]
     assert int(member.step) == 30 and int(member.diverged_at) == -1
     _assert_bits_equal(member.key, state0.key)

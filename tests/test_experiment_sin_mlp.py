@@ -8,7 +8,7 @@ import pytest
 from conftest import MNIST_DIR, assert_same_run, run_experiment
 
 from experiments import sin_mlp as exp
-from jaxnets import checkpoint, data, optim, runs, train
+from jaxnets import data, loop, optim, runs, train
 from jaxnets.models import sin_mlp
 
 
@@ -107,7 +107,7 @@ def test_progress_bar_advances_once_per_chunk(tmp_path, monkeypatch):
             seen["ticks"] += 1
             yield item
 
-    monkeypatch.setattr(checkpoint, "tqdm", fake_tqdm)
+    monkeypatch.setattr(loop, "tqdm", fake_tqdm)
     exp.run(exp.Config(steps=300, eval_every=100, run_dir=tmp_path))
     assert seen["total"] == seen["ticks"] == 3 and seen["initial"] == 0
     assert seen["disable"] is False and seen["delay"] > 0
