@@ -81,7 +81,7 @@ def learning_rates(config: Config) -> np.ndarray:
     if not 1 <= config.batch_size <= config.n_train:
         raise ValueError(f"--batch-size must be in [1, --n-train = {config.n_train}], got "
                          f"{config.batch_size}")
-    return np.geomspace(config.lr_min, config.lr_max, config.count).astype(np.float32)
+    return np.geomspace(config.lr_min, config.lr_max, config.count)
 
 
 def first_solved(step: np.ndarray, mse: np.ndarray, threshold: float) -> np.ndarray:
@@ -161,36 +161,38 @@ def run(config: Config, progress: bool = True) -> dict:
     x_test, y_test = data.adding_problem(config.n_test, config.T, seed=1)
     train_data = (jnp.asarray(x), jnp.asarray(y))
     eval_data = {"test": (jnp.asarray(x_test), jnp.asarray(y_test))}
-    run_dir = common.run_folder(config, "adding")
-
     n_eval = config.steps // config.eval_every
     step = config.eval_every * np.arange(1, n_eval + 1)
-    per_cell, rows = {}, []
-    for cell in config.cells:
-        init = partial(rnn.init, d_x=2, d_h=config.hidden, d_y=1, cell=cell,
-                       forget_bias=config.forget_bias)
-        m = train.sweep(lrs, train_data, eval_data, init=init, loss=rnn.loss,
-                        evaluate=rnn.metrics, optimizer=optim.get("adam"), steps=config.steps,
-                        batch_size=config.batch_size, seeds=config.seeds,
-                        eval_every=config.eval_every, progress=progress, desc=f"adding {cell}",
-                        **common.checkpoint_args(config, run_dir, cell))
-        mse = np.asarray(m.eval_metrics["test/loss"])  # [n_lr, n_seed, n_eval]
-        diverged = np.asarray(m.diverged_at) >= 0  # [n_lr, n_seed]
-        per_cell[cell] = summarize(lrs, step, mse, diverged, config.solved_mse) | {
-            "mse": mse, "diverged": diverged, "threshold": config.solved_mse}
-        for i, j in np.ndindex(diverged.shape):
-            rows += [{"cell": cell, "learning_rate": float(lrs[i]), "seed": j, "step": int(s),
-                      "test/mse": float(v), "diverged_at": int(m.diverged_at[i, j])}
-                     for s, v in zip(step, mse[i, j], strict=True)]
-    runs.write_jsonl(run_dir / "metrics.jsonl", rows)
-    title = (f"adding problem, T = {config.T}: {config.steps} Adam steps of "
-             f"{config.batch_size}, d_h = {config.hidden}, {config.seeds} seeds")
-    plot(step, per_cell, lrs, run_dir / "curves.png", title)
-    summary = {cell: {k: v for k, v in res.items() if k not in ("mse", "diverged")}
-               for cell, res in per_cell.items()}
-    results = {"run_dir": str(run_dir), "T": config.T, "baseline_mse": BASELINE_MSE,
-               "cells": summary}
-    runs.write_json(run_dir / "results.json", results)
+    with common.run_folder(config, "adding") as run_dir:
+        per_cell, rows = {}, []
+        for cell in config.cells:
+            init = partial(rnn.init, d_x=2, d_h=config.hidden, d_y=1, cell=cell,
+                           forget_bias=config.forget_bias)
+            m = train.sweep(lrs, train_data, eval_data, init=init, loss=rnn.loss,
+                            evaluate=rnn.metrics, optimizer=optim.get("adam"),
+                            steps=config.steps, batch_size=config.batch_size,
+                            seeds=config.seeds, eval_every=config.eval_every,
+                            progress=progress, desc=f"adding {cell}",
+                            **common.checkpoint_args(config, run_dir, cell))
+            mse = np.asarray(m.eval_metrics["test/loss"])  # [n_lr, n_seed, n_eval]
+            for i, j in np.ndindex(mse.shape[:2]):
+                rows += [{"cell": cell, "learning_rate": float(lrs[i]), "seed": j,
+                          "step": int(s), "test/mse": float(v),
+                          "diverged_at": int(m.diverged_at[i, j])}
+                         for s, v in zip(step[:mse.shape[-1]], mse[i, j], strict=True)]
+            common.stop_if_interrupted(m, run_dir, rows)
+            diverged = np.asarray(m.diverged_at) >= 0  # [n_lr, n_seed]
+            per_cell[cell] = summarize(lrs, step, mse, diverged, config.solved_mse) | {
+                "mse": mse, "diverged": diverged, "threshold": config.solved_mse}
+        runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+        title = (f"adding problem, T = {config.T}: {config.steps} Adam steps of "
+                 f"{config.batch_size}, d_h = {config.hidden}, {config.seeds} seeds")
+        plot(step, per_cell, lrs, run_dir / "curves.png", title)
+        summary = {cell: {k: v for k, v in res.items() if k not in ("mse", "diverged")}
+                   for cell, res in per_cell.items()}
+        results = {"run_dir": str(run_dir), "T": config.T, "baseline_mse": BASELINE_MSE,
+                   "cells": summary}
+        runs.write_json(run_dir / "results.json", results)
     return results | {"per_cell": per_cell}
 
 

@@ -13,22 +13,36 @@ key and the step) with the metrics so far into <run folder>/checkpoints[/<part>]
 ``--checkpoint-every`` chunks. ``--resume RUN_DIR`` continues a run from its newest checkpoints:
 the flags come from RUN_DIR/config.json, a flag given now must agree with it (else the run is
 refused with the differing fields listed), and the results are bit-identical to an
-uninterrupted run. A new run never reuses a folder that holds checkpoints.
+uninterrupted run.
+
+Run folders lose nothing: a folder is held by one process for the run's life (a second one is
+refused at once, naming the holder's PID); a new run refuses a folder that already holds a run
+unless ``--overwrite`` is given; Ctrl-C stops at the next chunk boundary after saving a
+checkpoint and the metrics so far, printing how to resume, and exits 130 (a second Ctrl-C stops
+at once; ``jaxnets.interrupt``); a full disk or another OSError is one line naming the file
+(exit 1), the previous checkpoint intact. config.json records, beside the flags, what produced
+the run under "run": the experiment, the versions of jaxnets, jax, jaxlib, optax and flax, the
+git commit when there is one, and the start, end and wall time of each session.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import time
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 import tyro
 
-from jaxnets import augment, checkpoint, data, optim, runs, train
+from jaxnets import augment, checkpoint, data, interrupt, optim, runs, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +62,10 @@ class RunFlags:
     out: Path = Path("runs")
     """Parent folder of the run folder (<experiment>-<date>-<time>)."""
     run_dir: Path | None = None
-    """Exact run folder to write instead (created if needed; refused if it holds checkpoints)."""
+    """Exact run folder to write instead (created if needed; refused if it already holds a
+    run, unless --overwrite)."""
+    overwrite: bool = False
+    """Let a new run replace the run already in --run-dir (its files are deleted first)."""
     resume: Path | None = None
     """Continue the run in this folder from its newest checkpoint. Its config.json supplies
     every flag not given now; a flag given now that differs from it is refused. The results are
@@ -88,6 +105,30 @@ class TrainFlags(RunFlags):
     (one jitted call, one tick of the progress bar) is this many steps."""
 
 
+RUN_RECORD = "run"  # config.json's key for what produced the run (not a flag)
+
+
+def experiment_name(config_cls: type) -> str:
+    """The module an experiment's config belongs to, as ``python -m`` names it (not
+    ``__main__``)."""
+    module = sys.modules.get(config_cls.__module__)
+    spec = getattr(module, "__spec__", None)
+    return spec.name if spec is not None else config_cls.__module__
+
+
+def check_learning_rates(config: Any) -> None:
+    """ValueError, in one line, for a learning-rate flag (``*learning_rate*``, ``lr_*``) that is
+    not a finite number > 0."""
+    for f in dataclasses.fields(config):
+        if "learning_rate" not in f.name and not f.name.startswith("lr_"):
+            continue
+        value = getattr(config, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                flag = "--" + f.name.replace("_", "-")
+                raise ValueError(f"{flag} must be a finite number > 0, got {v!r}")
+
+
 def settings(config: RunFlags) -> dict[str, Any]:
     """The config as JSON values, without the fields a resumed run may change."""
     return {k: v for k, v in json.loads(runs.to_json(config)).items() if k not in RUN_FIELDS}
@@ -115,17 +156,22 @@ def load_config(config_cls: type, run_dir: Path) -> Any:
     if not Path(run_dir).is_dir():
         raise checkpoint.CheckpointError(f"--resume {run_dir}: no such run folder")
     try:
-        raw = json.loads(path.read_text())
+        raw = runs.loads(path.read_bytes())
     except FileNotFoundError:
         raise checkpoint.CheckpointError(f"{path}: missing; {run_dir} is not a run folder of "
                                          "this experiment") from None
     except (OSError, ValueError) as e:
         raise checkpoint.CheckpointError(f"{path}: not a readable JSON config ({e})") from None
     hints = typing.get_type_hints(config_cls)
+    name = experiment_name(config_cls)
+    record = raw.pop(RUN_RECORD, {}) if isinstance(raw, dict) else {}
+    other = record.get("experiment") if isinstance(record, dict) else None
+    if other is not None and other != name:
+        raise checkpoint.CheckpointError(f"{path}: a run of {other}, not of {name}")
     unknown = sorted(set(raw) - set(hints)) if isinstance(raw, dict) else None
     if unknown is None or unknown:
         raise checkpoint.CheckpointError(
-            f"{path}: not a config of this experiment ({config_cls.__module__}); unknown "
+            f"{path}: not a config of this experiment ({name}); unknown "
             f"fields: {unknown if unknown else type(raw).__name__}")
     return config_cls(**{k: _coerce(hints[k], v) for k, v in raw.items()})
 
@@ -137,36 +183,113 @@ def parse(config_cls: type, argv: list[str] | None) -> Any:
     pre.add_argument("--resume", type=Path)
     known, _ = pre.parse_known_args(argv)
     if known.resume is None or "-h" in (argv or sys.argv) or "--help" in (argv or sys.argv):
-        return tyro.cli(config_cls, args=argv)
-    return tyro.cli(config_cls, args=argv, default=load_config(config_cls, known.resume))
+        config = tyro.cli(config_cls, args=argv)
+    else:
+        config = tyro.cli(config_cls, args=argv, default=load_config(config_cls, known.resume))
+    check_learning_rates(config)
+    return config
 
 
-def run_folder(config: RunFlags, name: str) -> Path:
-    """The run folder: ``--resume``'s (after checking that the config agrees with the saved
-    one and that the newest checkpoint of every part is whole, so that nothing is written when
-    one of them is bad), else a new one with config.json written. A new run refuses a folder
-    that holds checkpoints, so no run's work is overwritten."""
+_active: dict[str, Any] = {}  # the run folder in use, for the Ctrl-C and error lines
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a run: versions of jaxnets, jax, jaxlib, optax, flax and Python, and the git
+    commit of the source tree when it is a checkout (None otherwise)."""
+    versions = {p: _version(p) for p in ("jaxnets", "jax", "jaxlib", "optax", "flax")}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"versions": versions | {"python": platform.python_version()},
+            "commit": commit or None}
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_config(run_dir: Path, flags: dict, record: dict) -> None:
+    runs.write_json(run_dir / "config.json", flags | {RUN_RECORD: record})
+
+
+@contextlib.contextmanager
+def run_folder(config: RunFlags, name: str) -> Iterator[Path]:
+    """The run folder, held (``runs.lock``) while the ``with`` block runs.
+
+    With ``--resume``: the folder's, after checking that the config agrees with the saved one
+    and that the newest checkpoint of every part is whole, so that nothing is written when one
+    of them is bad. Else a new folder (``--run-dir``, or a fresh one under ``--out``); a folder
+    that already holds a run is refused unless ``--overwrite``, which deletes its files first.
+    config.json holds the flags and, under "run", the experiment, the ``provenance()`` of the
+    process that began it, and one entry per session (its start and provenance, and on a
+    normal end its end and wall time)."""
+    experiment = experiment_name(type(config))
     if config.resume is not None:
-        saved = load_config(type(config), config.resume)
-        diff = checkpoint.differences(settings(saved), settings(config))
-        if diff:
-            raise checkpoint.CheckpointError(
-                f"--resume {config.resume}: the flags differ from the run's config.json; "
-                "refusing to continue it with other settings: " + "; ".join(diff))
-        if not config.checkpoint_every:
-            raise checkpoint.CheckpointError(
-                "--resume with --checkpoint-every 0 would start the run over; leave it out")
-        for part in sorted(Path(config.resume, "checkpoints").glob("*")):
-            if (latest := checkpoint.Checkpoints(part).latest()) is not None:
-                checkpoint.read_meta(latest)  # every part is whole before any part resumes
-        return Path(config.resume)
+        if config.run_dir is not None and Path(config.run_dir).resolve() != Path(
+                config.resume).resolve():
+            raise ValueError(f"--resume {config.resume} continues the run in its own folder; "
+                             f"leave out --run-dir (got --run-dir {config.run_dir})")
+        run_dir = Path(config.resume)
+        saved = load_config(type(config), run_dir)
+        with runs.lock(run_dir):
+            diff = checkpoint.differences(settings(saved), settings(config))
+            if diff:
+                raise checkpoint.CheckpointError(
+                    f"--resume {run_dir}: the flags differ from the run's config.json; "
+                    "refusing to continue it with other settings: " + "; ".join(diff))
+            if not config.checkpoint_every:
+                raise checkpoint.CheckpointError(
+                    "--resume with --checkpoint-every 0 would start the run over; leave it out")
+            for part in sorted(Path(run_dir, "checkpoints").glob("*")):
+                if (latest := checkpoint.Checkpoints(part).latest()) is not None:
+                    checkpoint.read_meta(latest)  # every part whole before any part resumes
+            flags, record = _saved(run_dir, experiment)
+            yield from _session(run_dir, flags, record)
+        return
     run_dir = config.run_dir or runs.new_run_dir(config.out, name)
-    if (run_dir / "checkpoints").exists():
-        raise checkpoint.CheckpointError(
-            f"{run_dir} already holds checkpoints of a run; continue it with --resume "
-            f"{run_dir}, or choose another --run-dir")
-    runs.write_json(run_dir / "config.json", config)
-    return run_dir
+    with runs.lock(run_dir):
+        held = sorted(p.name for p in run_dir.iterdir() if p.name != runs.LOCK_NAME)
+        if held and not config.overwrite:
+            raise checkpoint.CheckpointError(
+                f"{run_dir} already holds a run ({', '.join(held[:4])}"
+                f"{', ...' if len(held) > 4 else ''}); continue it with --resume {run_dir}, "
+                "replace it with --overwrite, or choose another --run-dir")
+        for p in run_dir.iterdir():
+            if p.name != runs.LOCK_NAME:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        yield from _session(run_dir, json.loads(runs.to_json(config)),
+                            {"experiment": experiment, "sessions": []})
+
+
+def _saved(run_dir: Path, experiment: str) -> tuple[dict, dict]:
+    """The flags of a folder's config.json as the run began them, and its "run" record (a
+    fresh one for folders written before jaxnets kept it)."""
+    flags = runs.loads((run_dir / "config.json").read_bytes())
+    raw = flags.pop(RUN_RECORD, None)
+    record = raw if isinstance(raw, dict) else {"experiment": experiment}
+    return flags, record | {"sessions": list(record.get("sessions", []))}
+
+
+def _session(run_dir: Path, flags: dict, record: dict) -> Iterator[Path]:
+    """One session in ``run_dir``: its start in config.json's record, the folder noted for the
+    Ctrl-C and error lines; on a normal end, its end and wall time."""
+    t, now = time.perf_counter(), {"started": _now(), **provenance()}
+    record = {**now, **record} if not record["sessions"] else record  # who began the run
+    sessions = record["sessions"]
+    _write_config(run_dir, flags, record | {"sessions": [*sessions, now]})
+    _active.update(run_dir=run_dir, experiment=record["experiment"])
+    yield run_dir
+    done = now | {"finished": _now(), "wall_seconds": time.perf_counter() - t}
+    _write_config(run_dir, flags, record | {"sessions": [*sessions, done]})
 
 
 def checkpoint_args(config: RunFlags, run_dir: Path, part: str) -> dict:
@@ -233,31 +356,68 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
               augment=augment)
     train.validate_run(key, train_data, eval_data, **kw)  # before the run folder is made
 
-    run_dir = run_folder(config, name)
-    r = train.fit(key, jnp.asarray(config.learning_rate, jnp.float32), train_data, eval_data,
-                  **kw, validate=False, **checkpoint_args(config, run_dir, name),
-                  progress=progress, desc=name, stop_when_diverged=True)
-    losses = r.train_loss.reshape(-1, config.eval_every)  # [chunks run, eval_every]
-    rows = [{"step": (i + 1) * config.eval_every, "minibatch/loss": float(np.mean(losses[i])),
-             **{k: float(v[i]) for k, v in r.eval_metrics.items()}} for i in range(len(losses))]
-    runs.write_jsonl(run_dir / "metrics.jsonl", rows)
-    train.raise_if_diverged(r.diverged_at, config.learning_rate)
+    with run_folder(config, name) as run_dir:
+        r = train.fit(key, jnp.asarray(config.learning_rate, jnp.float32), train_data,
+                      eval_data, **kw, validate=False, **checkpoint_args(config, run_dir, name),
+                      progress=progress, desc=name, stop_when_diverged=True)
+        losses = r.train_loss.reshape(-1, config.eval_every)  # [chunks run, eval_every]
+        rows = [{"step": (i + 1) * config.eval_every,
+                 "minibatch/loss": float(np.mean(losses[i])),
+                 **{k: float(v[i]) for k, v in r.eval_metrics.items()}}
+                for i in range(len(losses))]
+        stop_if_interrupted(r, run_dir, rows)
+        diverged_at = int(r.diverged_at)
+        if diverged_at >= 0:
+            rows[-1]["diverged_at"] = diverged_at
+        runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+        train.raise_if_diverged(r.diverged_at, config.learning_rate)
 
-    runs.save_params(run_dir / "params.msgpack", r.params)
-    plot_curves(rows, run_dir / "curves.png", title)
-    results = {"run_dir": str(run_dir), "final": rows[-1], "n_train": len(split.y_train),
-               "n_test": len(split.y_test)}
-    runs.write_json(run_dir / "results.json", results)
+        runs.save_params(run_dir / "params.msgpack", r.params)
+        plot_curves(rows, run_dir / "curves.png", title)
+        results = {"run_dir": str(run_dir), "final": rows[-1], "n_train": len(split.y_train),
+                   "n_test": len(split.y_test)}
+        runs.write_json(run_dir / "results.json", results)
     return results | {"train_loss": r.train_loss, "checkpoint": r.checkpoint}
 
 
-def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | None) -> None:
-    """Parse flags into ``config_cls`` (``parse``), run, print the final metrics; errors exit
-    with code 1."""
+def _resume_hint() -> str:
+    """How to continue the run in use, for the Ctrl-C and error lines ("" before there is one)."""
+    if not _active:
+        return ""
+    return f"; resume with: python -m {_active['experiment']} --resume {_active['run_dir']}"
+
+
+def _guarded(config_cls: type, run: Callable, argv: list[str] | None,
+             errors: tuple[type[Exception], ...]) -> tuple[Any, Any]:
+    """(config, results) of ``run(parse(config_cls, argv))`` with Ctrl-C handled
+    (``jaxnets.interrupt``: exit 130 with how to resume) and ``errors``, a file that cannot be
+    written (OSError: a full disk, say) and a folder in use ending the process with one line and
+    exit code 1."""
+    _active.clear()
     try:
-        results = run(parse(config_cls, argv))
-    except (data.DataError, train.DivergenceError, ValueError) as e:
+        with interrupt.handling(_resume_hint):
+            config = parse(config_cls, argv)
+            results = run(config)
+            if interrupt.requested():  # a Ctrl-C that came while the results were written
+                raise KeyboardInterrupt
+            return config, results
+    except (interrupt.Interrupted, KeyboardInterrupt) as e:
+        at = (f" at step {e.step}" if isinstance(e, interrupt.Interrupted) and e.step
+              else "")
+        sys.stderr.write(f"\ninterrupted{at}{_resume_hint()}\n")
+        sys.exit(130)
+    except OSError as e:
+        sys.exit(f"error: cannot write {e.filename or 'a file'}: {e.strerror or e}"
+                 f"{_resume_hint()}")
+    except (runs.FolderInUse, *errors) as e:
         sys.exit(f"error: {e}")
+
+
+def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | None) -> None:
+    """Parse flags into ``config_cls`` (``parse``), run, print the final metrics (``_guarded``:
+    errors exit with code 1, Ctrl-C with 130)."""
+    _, results = _guarded(config_cls, run, argv,
+                          (data.DataError, train.DivergenceError, ValueError))
     f = results["final"]
     print(f"step {f['step']}: train loss {f['train/loss']:.4f} acc {f['train/accuracy']:.4f} | "
           f"test loss {f['test/loss']:.4f} acc {f['test/accuracy']:.4f}")
@@ -267,19 +427,24 @@ def main(config_cls: type, run: Callable[[TrainFlags], dict], argv: list[str] | 
 def cli(config_cls: type, run: Callable, table: Callable[[dict], str], argv: list[str] | None,
         errors: tuple[type[Exception], ...] = (data.DataError, ValueError, MemoryError)) -> None:
     """Parse flags into ``config_cls`` (``parse``), run, print ``table(results)`` and the run
-    folder; write the results to ``--json PATH`` where the config has that flag. ``errors``
-    exit with code 1."""
-    try:
-        config = parse(config_cls, argv)
-        results = run(config)
-    except errors as e:
-        sys.exit(f"error: {e}")
+    folder; write the results to ``--json PATH`` where the config has that flag (``_guarded``:
+    ``errors`` exit with code 1, Ctrl-C with 130)."""
+    config, results = _guarded(config_cls, run, argv, errors)
     print(table(results))
     if "run_dir" in results:
         print(f"run folder: {results['run_dir']}")
     if getattr(config, "json", None):
         runs.write_json(config.json, results)
         print(f"wrote {config.json}")
+
+
+def stop_if_interrupted(result: Any, run_dir: Path, rows: list[dict]) -> None:
+    """After a ``train.fit`` or ``train.sweep`` that Ctrl-C stopped (its checkpoint saved):
+    write the metrics so far (``rows``) and raise ``interrupt.Interrupted``."""
+    info = result.checkpoint
+    if info is not None and info.interrupted:
+        runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+        raise interrupt.Interrupted(info.saved_step)
 
 
 def compile_seconds(fn: Callable[[], object]) -> float:

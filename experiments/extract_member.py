@@ -61,12 +61,18 @@ def extract(config: Config) -> dict:
         batch_size=swept.batch_size, optimizer=config.optimizer, seed=config.seed,
         dataset=swept.dataset, data_dir=swept.data_dir, eval_every=swept.eval_every,
         hidden=swept.hidden, out=config.out, run_dir=config.run_dir)
-    step = checkpoint.read_meta(source)["chunks"] * swept.eval_every
+    saved = checkpoint.read_meta(source)
+    diff = checkpoint.differences(saved.get("config"), common.settings(swept))
+    if diff:  # checkpoints copied in from another sweep
+        raise checkpoint.CheckpointError(
+            f"{source}: not a checkpoint of the sweep in {config.sweep_dir}: it differs from its "
+            "config.json in " + "; ".join(diff))
+    step = saved["chunks"] * swept.eval_every
     data = train.member_checkpoint(source, (config.lr_index, config.seed),
                                    {"config": common.settings(single), "part": "sin_mlp"})
-    run_dir = common.run_folder(single, "sin_mlp")  # only once the member is in hand
-    dest = runs.atomic_write(
-        checkpoint.Checkpoints(run_dir / "checkpoints" / "sin_mlp").path(step), data)
+    with common.run_folder(single, "sin_mlp") as run_dir:  # once the member is in hand
+        dest = runs.atomic_write(
+            checkpoint.Checkpoints(run_dir / "checkpoints" / "sin_mlp").path(step), data)
     return {"run_dir": str(run_dir), "checkpoint": str(dest), "step": step,
             "learning_rate": single.learning_rate, "optimizer": config.optimizer,
             "seed": config.seed, "source": str(source)}

@@ -270,6 +270,8 @@ def train_images(config: Config, run_dir: Path, progress: bool = True) -> dict:
                   steps=config.image_steps, eval_every=config.chunk, progress=progress,
                   desc=f"gan {config.dataset}", **common.checkpoint_args(config, run_dir,
                                                                          "images"))
+    if r.checkpoint is not None and r.checkpoint.interrupted:
+        return {"fit": r}
     d_loss, g_loss = r.train_loss
     fakes = np.asarray(gan.generator(r.params["G"], jax.random.normal(
         jax.random.key(1), (64, config.image_latent)), out="tanh")).reshape(64, side, side)
@@ -278,7 +280,7 @@ def train_images(config: Config, run_dir: Path, progress: bool = True) -> dict:
                 f"MLP GAN on {config.dataset} after {config.image_steps} steps")
     return {"dataset": config.dataset, "steps": config.image_steps,
             "diverged_at": int(r.diverged_at), "final_d_loss": float(d_loss[-1]),
-            "final_g_loss": float(g_loss[-1])}
+            "final_g_loss": float(g_loss[-1]), "fit": r}
 
 
 def plot_images(fakes: np.ndarray, reals: np.ndarray, path: Path, title: str) -> Path:
@@ -308,31 +310,34 @@ def run(config: Config, progress: bool = True) -> dict:
     """Train every variant over the learning rates and seeds, score, plot, write the run
     folder."""
     validate(config)
-    run_dir = common.run_folder(config, "gan")
-    summary, samples, losses, rows = {}, {}, {}, []
-    for variant in config.variants:
-        r = train_ring(config, variant, run_dir, progress)
-        d_loss, g_loss = (np.asarray(v) for v in r.train_loss)  # [n_lr, n_seed, steps]
-        for i, lr in enumerate(config.learning_rates):
-            label = run_label(config, variant, lr)
-            params = jax.tree.map(lambda a, i=i: a[i], r.params)
-            samples[label], cov = score(config, params, config.latent)
-            diverged = np.asarray(r.diverged_at[i])
-            summary[label] = summarize(cov, diverged, config.modes)
-            losses[label] = (d_loss[i], g_loss[i])
-            rows += [{"variant": variant, "learning_rate": lr, "seed": j,
-                      "modes_covered": int(cov.modes_covered[j]),
-                      "high_quality": float(cov.high_quality[j]),
-                      "diverged_at": int(diverged[j]), "final_d_loss": float(d_loss[i, j, -1]),
-                      "final_g_loss": float(g_loss[i, j, -1])}
-                     for j in range(config.seeds)]
-    runs.write_jsonl(run_dir / "metrics.jsonl", rows)
-    plot_ring(config, samples, summary, run_dir / "ring.png")
-    plot_losses(losses, run_dir / "losses.png")
-    results = {"run_dir": str(run_dir), "modes": config.modes, "variants": summary}
-    if config.images:
-        results["images"] = train_images(config, run_dir, progress)
-    runs.write_json(run_dir / "results.json", results)
+    with common.run_folder(config, "gan") as run_dir:
+        summary, samples, losses, rows = {}, {}, {}, []
+        for variant in config.variants:
+            r = train_ring(config, variant, run_dir, progress)
+            common.stop_if_interrupted(r, run_dir, rows)  # the variants done so far
+            d_loss, g_loss = (np.asarray(v) for v in r.train_loss)  # [n_lr, n_seed, steps]
+            for i, lr in enumerate(config.learning_rates):
+                label = run_label(config, variant, lr)
+                params = jax.tree.map(lambda a, i=i: a[i], r.params)
+                samples[label], cov = score(config, params, config.latent)
+                diverged = np.asarray(r.diverged_at[i])
+                summary[label] = summarize(cov, diverged, config.modes)
+                losses[label] = (d_loss[i], g_loss[i])
+                rows += [{"variant": variant, "learning_rate": lr, "seed": j,
+                          "modes_covered": int(cov.modes_covered[j]),
+                          "high_quality": float(cov.high_quality[j]),
+                          "diverged_at": int(diverged[j]),
+                          "final_d_loss": float(d_loss[i, j, -1]),
+                          "final_g_loss": float(g_loss[i, j, -1])}
+                         for j in range(config.seeds)]
+        runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+        plot_ring(config, samples, summary, run_dir / "ring.png")
+        plot_losses(losses, run_dir / "losses.png")
+        results = {"run_dir": str(run_dir), "modes": config.modes, "variants": summary}
+        if config.images:
+            results["images"] = train_images(config, run_dir, progress)
+            common.stop_if_interrupted(results["images"].pop("fit"), run_dir, rows)
+        runs.write_json(run_dir / "results.json", results)
     return results | {"samples": samples}
 
 

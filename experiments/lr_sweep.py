@@ -85,7 +85,7 @@ def learning_rates(config: Config) -> np.ndarray:
     if config.count < 1 or config.seeds < 1:
         raise ValueError(f"--count and --seeds must be >= 1, got {config.count} and "
                          f"{config.seeds}")
-    return np.geomspace(config.lr_min, config.lr_max, config.count).astype(np.float32)
+    return np.geomspace(config.lr_min, config.lr_max, config.count)
 
 
 def load_data(config: Config) -> data.Split:
@@ -154,36 +154,48 @@ def run(config: Config, progress: bool = True) -> dict:
                  "test": (jnp.asarray(split.x_test), jnp.asarray(split.y_test))}
     model = MODELS[config.model]
     init = partial(model.init, d=train_data[0].shape[1], d_h=config.hidden, m=10)
-    run_dir = common.run_folder(config, "lr_sweep")
-
-    per_opt, rows = {}, []
-    for name in tqdm(config.optimizers, desc="lr_sweep", unit="optimizer", disable=not progress):
-        r = train.sweep(lrs, train_data, eval_data, init=init, loss=model.loss,
-                        optimizer=optim.get(name), steps=config.steps,
-                        batch_size=config.batch_size, seeds=config.seeds,
-                        evaluate=model.metrics, eval_every=config.eval_every,
-                        **common.checkpoint_args(config, run_dir, name), progress=progress,
-                        desc=f"lr_sweep {name}")
-        final = {k: np.asarray(v[..., -1]) for k, v in r.eval_metrics.items()}  # [n_lr, n_seed]
-        diverged = np.asarray(r.diverged_at) >= 0
-        per_opt[name] = {"train_loss": final["train/loss"], "test_accuracy": final["test/accuracy"],
-                         "diverged": diverged}
-        per_opt[name]["best"] = best(lrs, final["train/loss"], final["test/accuracy"], diverged)
-        for i, j in np.ndindex(diverged.shape):
-            rows.append({"optimizer": name, "learning_rate": float(lrs[i]),
-                         "seed": int(r.grid["seed"][j]),
-                         **{k: float(v[i, j]) for k, v in final.items()},
-                         "diverged_at": int(r.diverged_at[i, j])})
-    runs.write_jsonl(run_dir / "metrics.jsonl", rows)
-    title = (f"{config.model} on {config.dataset}: {config.steps} steps, batch "
-             f"{config.batch_size}, {config.seeds} seeds")
-    plot(lrs, per_opt, run_dir / "sweep.png", title)
-    results = {"run_dir": str(run_dir), "learning_rates": lrs.tolist(),
-               "best": {name: res["best"] for name, res in per_opt.items()},
-               "diverged": {name: int(res["diverged"].any(axis=1).sum())
-                            for name, res in per_opt.items()}}
-    runs.write_json(run_dir / "results.json", results)
+    with common.run_folder(config, "lr_sweep") as run_dir:
+        per_opt, rows = {}, []
+        for name in tqdm(config.optimizers, desc="lr_sweep", unit="optimizer",
+                         disable=not progress):
+            r = train.sweep(lrs, train_data, eval_data, init=init, loss=model.loss,
+                            optimizer=optim.get(name), steps=config.steps,
+                            batch_size=config.batch_size, seeds=config.seeds,
+                            evaluate=model.metrics, eval_every=config.eval_every,
+                            **common.checkpoint_args(config, run_dir, name), progress=progress,
+                            desc=f"lr_sweep {name}")
+            rows += curve_rows(name, lrs, r, config.eval_every)
+            common.stop_if_interrupted(r, run_dir, rows)
+            final = {k: np.asarray(v[..., -1]) for k, v in r.eval_metrics.items()}
+            diverged = np.asarray(r.diverged_at) >= 0  # [n_lr, n_seed]
+            per_opt[name] = {"train_loss": final["train/loss"],
+                             "test_accuracy": final["test/accuracy"], "diverged": diverged}
+            per_opt[name]["best"] = best(lrs, final["train/loss"], final["test/accuracy"],
+                                         diverged)
+        runs.write_jsonl(run_dir / "metrics.jsonl", rows)
+        title = (f"{config.model} on {config.dataset}: {config.steps} steps, batch "
+                 f"{config.batch_size}, {config.seeds} seeds")
+        plot(lrs, per_opt, run_dir / "sweep.png", title)
+        results = {"run_dir": str(run_dir), "learning_rates": lrs.tolist(),
+                   "best": {name: res["best"] for name, res in per_opt.items()},
+                   "diverged": {name: int(res["diverged"].any(axis=1).sum())
+                                for name, res in per_opt.items()}}
+        runs.write_json(run_dir / "results.json", results)
     return results | {"per_optimizer": per_opt}
+
+
+def curve_rows(optimizer: str, lrs: np.ndarray, r: train.SweepResult, eval_every: int
+               ) -> list[dict]:
+    """metrics.jsonl's rows of one optimizer's sweep: every member's learning curve, one row
+    per (learning rate, seed, evaluation), with ``diverged_at`` (-1 while finite; the metrics
+    are null from the evaluation after it)."""
+    metrics = {k: np.asarray(v) for k, v in r.eval_metrics.items()}  # [n_lr, n_seed, evals]
+    n_lr, n_seed, n_eval = next(iter(metrics.values())).shape
+    return [{"optimizer": optimizer, "learning_rate": float(lrs[i]),
+             "seed": int(r.grid["seed"][j]), "step": (e + 1) * eval_every,
+             **{k: float(v[i, j, e]) for k, v in metrics.items()},
+             "diverged_at": int(r.diverged_at[i, j])}
+            for i in range(n_lr) for j in range(n_seed) for e in range(n_eval)]
 
 
 def table(results: dict) -> str:

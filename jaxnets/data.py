@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import NamedTuple
@@ -55,6 +57,12 @@ MNIST_MD5 = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MNIST_BYTES = {  # sizes of the official files; a download is cut off past them (plus a margin)
+    "train-images-idx3-ubyte.gz": 9912422,
+    "train-labels-idx1-ubyte.gz": 28881,
+    "t10k-images-idx3-ubyte.gz": 1648877,
+    "t10k-labels-idx1-ubyte.gz": 4542,
 }
 T10K_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
@@ -186,17 +194,32 @@ def mnist(data_dir: str | os.PathLike) -> Split:
     return Split(x_te[tr], y_te[tr], x_te[te], y_te[te])
 
 
-def download(url: str, dest: Path, expected_md5: str, timeout: float = 60.0) -> Path:
-    """Fetch ``url`` to ``dest`` atomically: temp file in dest's folder, MD5 check, rename."""
+def download(url: str, dest: Path, expected_md5: str, timeout: float = 60.0,
+             max_bytes: int | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` atomically: temp file (``.<name>.*.part``) in dest's folder, MD5
+    check, rename. A transfer longer than ``max_bytes`` is cut off. On any failure the temp file
+    is removed; one left by a killed process (untouched for ``timeout`` seconds, so no live
+    download is writing it) is removed by the next try."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.*.part"):
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > timeout:
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             expected_size, size = resp.headers.get("Content-Length"), 0
+            if max_bytes is not None and expected_size is not None and int(
+                    expected_size) > max_bytes:
+                raise DataError(f"download of {url} announces {expected_size} bytes, more than "
+                                f"the {max_bytes} expected; {dest} was not written")
             while block := resp.read(1 << 20):
                 out.write(block)
                 size += len(block)
+                if max_bytes is not None and size > max_bytes:
+                    raise DataError(f"download of {url} sent more than the {max_bytes} bytes "
+                                    f"expected; cut off, {dest} was not written")
         if expected_size is not None and size != int(expected_size):
             raise DataError(f"download of {url} was cut short: {size} of {expected_size} bytes; "
                             f"{dest} was not written")
@@ -208,8 +231,10 @@ def download(url: str, dest: Path, expected_md5: str, timeout: float = 60.0) -> 
     except DataError:
         Path(tmp).unlink(missing_ok=True)
         raise
-    except Exception as e:  # network errors, truncated transfers (IncompleteRead), disk full
+    except BaseException as e:  # network errors, truncated transfers, disk full, Ctrl-C
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(e, Exception):
+            raise
         raise DataError(f"download of {url} failed ({type(e).__name__}: {e}); "
                         f"{dest} was not written") from e
     return dest
@@ -224,7 +249,8 @@ def download_mnist(data_dir: str | os.PathLike, base_url: str = MNIST_MIRROR,
     for name in files:
         dest = data_dir / name
         if not (dest.is_file() and md5(dest) == MNIST_MD5[name]):
-            download(base_url.rstrip("/") + "/" + name, dest, MNIST_MD5[name], timeout)
+            download(base_url.rstrip("/") + "/" + name, dest, MNIST_MD5[name], timeout,
+                     max_bytes=MNIST_BYTES[name] + (64 << 10))
         paths.append(dest)
     return paths
 

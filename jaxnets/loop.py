@@ -11,6 +11,7 @@ runs every training loop of the project through this one function.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxnets import runs
+from jaxnets import interrupt, runs
 from jaxnets.checkpoint import (
     CheckpointError,
     Checkpoints,
@@ -47,6 +48,8 @@ class Chunked(NamedTuple):
     save_cpu_seconds: list[float]  # CPU time of each save (the writer thread's)
     blocked_seconds: list[float]  # time the loop spent handing each save over (and waiting)
     checkpoint_bytes: int  # size of the last checkpoint written (0 if none)
+    interrupted: bool = False  # stopped early by Ctrl-C (``jaxnets.interrupt``), saved first
+    saved_step: int = 0  # the step of the last checkpoint written (0 if none)
 
 
 class _Writer:
@@ -66,7 +69,7 @@ class _Writer:
         self.seconds: list[float] = []
         self.cpu: list[float] = []
         self.blocked: list[float] = []
-        self.nbytes = 0
+        self.nbytes = self.step = 0
         self.jobs: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._serve, name="jaxnets-checkpoint",
                                        daemon=True)
@@ -90,7 +93,7 @@ class _Writer:
         try:
             arrays, keys = to_host({"state": state, "outputs": _stack(outputs)})
             path = self.store.write(step, encode_parts(arrays, keys, meta))
-            self.nbytes = path.stat().st_size
+            self.nbytes, self.step = path.stat().st_size, step
         except BaseException as e:  # noqa: BLE001  (re-raised on the loop's thread)
             self.error = e
         self.seconds.append(time.perf_counter() - t)
@@ -143,8 +146,16 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
     store = Checkpoints(directory, keep) if directory is not None and every else None
     if resume_step is not None and store is None:
         raise ValueError("resume_step needs a directory and every >= 1")
+    with store.hold() if store is not None else contextlib.nullcontext():
+        return _run(state, chunk, num_chunks, store, meta, every, steps_per_chunk, desc,
+                    progress, outputs_like, stop, resume_step)
+
+
+def _run(state, chunk, num_chunks, store, meta, every, steps_per_chunk, desc, progress,
+         outputs_like, stop, resume_step) -> Chunked:
+    """``run_chunks`` with its folder held."""
     outputs: list[PyTree] = []
-    step = None if store is None else resume_point(directory, meta, resume_step,
+    step = None if store is None else resume_point(store.directory, meta, resume_step,
                                                     check=False)
     if step is not None:
         per_chunk = jax.eval_shape(chunk, state)[1] if outputs_like is None else outputs_like
@@ -155,30 +166,37 @@ def run_chunks(state: PyTree, chunk: Callable[[PyTree], tuple[PyTree, PyTree]], 
                               f"{num_chunks} of this run")
     writer = _Writer(store)
     chunk_s, end = [], start if start > 0 and stop is not None and stop(state) else num_chunks
+    interrupted = interrupt.requested()
+    end = start if interrupted else end
     try:
-        t = time.perf_counter()
-        running = chunk(state) if start < end else None  # chunk i runs while i - 1 is saved
-        for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
-                      total=num_chunks, disable=not progress):
-            state, out = running
-            outputs.append(jax.tree.map(np.asarray, out))
-            chunk_s.append(time.perf_counter() - t)
-            last = i + 1 == num_chunks or (stop is not None and stop(state))
-            try:
-                t = time.perf_counter()
-                running = None if last else chunk(state)
-            finally:  # the save is handed over after the next chunk's dispatch, or its failure
-                if store is not None and ((i + 1) % every == 0 or last):
-                    writer.submit((i + 1) * steps_per_chunk, state, outputs,
-                                  {**meta, "chunks": i + 1})
-            if last:
-                break
+        with contextlib.ExitStack() as deferred:
+            t = time.perf_counter()
+            running = chunk(state) if start < end else None  # chunk i runs while i - 1 saves
+            for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
+                          total=num_chunks, disable=not progress):
+                state, out = running
+                outputs.append(jax.tree.map(np.asarray, out))
+                chunk_s.append(time.perf_counter() - t)
+                if i == start:  # compiled and ran once: from here a Ctrl-C waits for a boundary
+                    deferred.enter_context(interrupt.deferring())
+                interrupted = interrupt.requested()
+                last = (i + 1 == num_chunks or interrupted
+                        or (stop is not None and stop(state)))
+                try:
+                    t = time.perf_counter()
+                    running = None if last else chunk(state)
+                finally:  # the save is handed over after the next chunk's dispatch (or failure)
+                    if store is not None and ((i + 1) % every == 0 or last):
+                        writer.submit((i + 1) * steps_per_chunk, state, outputs,
+                                      {**meta, "chunks": i + 1})
+                if last:
+                    break
+            writer.close()  # the last save is on disk before a Ctrl-C is acted on
     except BaseException:
         writer.close(reraise=False)  # the save in flight lands; the loop's error is the one
         raise
-    writer.close()
-    return Chunked(state, _stack(outputs), start, chunk_s, writer.seconds, writer.cpu,
-                   writer.blocked, writer.nbytes)
+    return Chunked(state, _stack(outputs) if outputs else None, start, chunk_s, writer.seconds,
+                   writer.cpu, writer.blocked, writer.nbytes, interrupted, writer.step)
 
 
 def resume_point(directory: str | Path, meta: Mapping[str, Any],

@@ -2,9 +2,21 @@
 experiment module as a user would."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+# One persistent XLA compilation cache per test session, shared by the xdist workers and by the
+# experiments run as subprocesses (set before jax is imported, which reads these variables):
+# most of the suite's time is compiling, and many tests compile the same programs in other
+# processes (every resumed or interrupted run recompiles its experiment). Results do not
+# change: a cached executable is the one the compiler would build.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxnets-tests-xla-")
+    os.environ["JAXNETS_TESTS_OWN_CACHE"] = "1"
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 import chex
 import jax
@@ -12,9 +24,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Jitted functions compile on first call, so no per-example deadline; few examples keep CI short.
+# Jitted functions compile on first call, so no per-example deadline; few examples keep CI short
+# (each drawn shape compiles anew: two thirds of these tests' time is compiling). Run
+# HYPOTHESIS_PROFILE=thorough for 200 examples per property.
 settings.register_profile(
-    "jaxnets", deadline=None, max_examples=8, derandomize=True,
+    "jaxnets", deadline=None, max_examples=5, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.differing_executors])
 settings.register_profile("thorough", parent=settings.get_profile("jaxnets"), max_examples=200)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxnets"))
@@ -79,3 +93,30 @@ def all_eqns(jaxpr):
                     yield from all_eqns(sub)
                 elif hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
                     yield from all_eqns(sub.jaxpr)
+
+
+@pytest.fixture
+def drives(monkeypatch):
+    """The list of (spec, lead) of every ``jaxnets.train.driver.drive`` call while the test
+    runs: every training loop goes through that one driver."""
+    from jaxnets.train import driver
+
+    calls, real = [], driver.drive
+
+    def counted(spec, state, run, **kw):
+        calls.append((spec, kw.get("lead", 0)))
+        return real(spec, state, run, **kw)
+
+    monkeypatch.setattr(driver, "drive", counted)
+    return calls
+
+
+def step_kinds(drives) -> list[str]:
+    """The step class of each recorded driver call."""
+    return [type(spec.step).__name__ for spec, _ in drives]
+
+
+def pytest_sessionfinish(session):
+    """The session's compilation cache goes when the session ends (in the controller)."""
+    if not hasattr(session.config, "workerinput") and os.environ.get("JAXNETS_TESTS_OWN_CACHE"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

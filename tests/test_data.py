@@ -2,8 +2,10 @@
 
 import gzip
 import http.server
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,17 +91,25 @@ def test_corrupt_mnist_file_fails_its_checksum(tmp_path):
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     """/good/NAME serves the file, /corrupt/NAME a byte-flipped copy, /truncated/NAME half of it
-    under a Content-Length for all of it, then hangs up."""
+    under a Content-Length for all of it, then hangs up; /huge/NAME announces 1 GB,
+    /endless/NAME streams 1 MB past the file with no Content-Length."""
 
     root: Path
 
     def do_GET(self):  # noqa: N802 (http.server's name)
         mode, name = self.path.strip("/").split("/")
         path = self.root / name
-        if mode not in ("good", "corrupt", "truncated") or not path.is_file():
+        if mode not in ("good", "corrupt", "truncated", "huge", "endless") or not path.is_file():
             self.send_error(404)
             return
         blob = bytearray(path.read_bytes())
+        if mode in ("huge", "endless"):
+            self.send_response(200)
+            if mode == "huge":
+                self.send_header("Content-Length", str(10**9))
+            self.end_headers()
+            self.wfile.write(bytes(blob) + b"\0" * (1 << 20))
+            return
         if mode == "corrupt":
             blob[len(blob) // 2] ^= 0xFF
         self.send_response(200)
@@ -142,6 +152,27 @@ def test_bad_download_raises_and_leaves_nothing(tmp_path, server, mode, match):
     with pytest.raises(data.DataError, match=match):
         data.download_mnist(tmp_path, f"{server}/{mode}", files=data.T10K_FILES[:1])
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_mnist
+@pytest.mark.parametrize("mode, match", [("huge", "announces 1000000000 bytes, more than"),
+                                         ("endless", "sent more than the 70078 bytes")])
+def test_a_download_larger_than_the_file_is_cut_off(tmp_path, server, mode, match):
+    name = data.T10K_FILES[1]
+    with pytest.raises(data.DataError, match=match):
+        data.download_mnist(tmp_path, f"{server}/{mode}", files=(name,))
+    assert list(tmp_path.iterdir()) == []  # no .part left
+
+
+@needs_mnist
+def test_a_part_file_left_by_a_killed_download_is_cleared_by_the_next(tmp_path, server):
+    name = data.T10K_FILES[1]
+    stale, live = tmp_path / f".{name}.dead.part", tmp_path / f".{name}.live.part"
+    stale.write_bytes(b"half")
+    live.write_bytes(b"being written")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    data.download_mnist(tmp_path, f"{server}/good", files=(name,))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, live.name])
 
 
 @needs_mnist

@@ -1,5 +1,5 @@
-"""One driver: fit, sweep, every training experiment and GAN training all run through
-``jaxnets.train.driver.drive``."""
+"""One driver: fit, sweep and GAN training run through ``jaxnets.train.driver.drive`` (the
+``drives`` fixture of conftest; each experiment's own test counts its calls the same way)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
-from experiments import adding, gan, lenet, lr_sweep, mixer, sin_mlp
+from experiments import gan
 from jaxnets import optim, train
 from jaxnets.models import gan as gan_model
 from jaxnets.models import sin_mlp as sin_model
-from jaxnets.train import driver
-
-
-@pytest.fixture
-def drives(monkeypatch):
-    """The list of (spec, lead) of every ``drive`` call while the test runs."""
-    calls, real = [], driver.drive
-
-    def counted(spec, state, run, **kw):
-        calls.append((spec, kw.get("lead", 0)))
-        return real(spec, state, run, **kw)
-
-    monkeypatch.setattr(driver, "drive", counted)
-    return calls
 
 
 def _data():
@@ -56,28 +41,3 @@ def test_gan_training_runs_through_the_driver(drives):
     np.testing.assert_allclose(grid.train_loss[0][0, 0], alone.train_loss[0], rtol=1e-5)
 
 
-@pytest.mark.slow
-def test_every_training_experiment_runs_through_the_driver(drives, tmp_path):
-    """Each experiment's training loops are ``drive`` calls: one per fit or sweep it runs."""
-    tiny = dict(steps=20, eval_every=10, checkpoint_every=1)
-    expected = {}
-    sin_mlp.run(sin_mlp.Config(hidden=4, run_dir=tmp_path / "s", **tiny), progress=False)
-    expected["sin_mlp"] = 1
-    lenet.run(lenet.Config(run_dir=tmp_path / "l", **tiny), progress=False)
-    expected["lenet"] = 1
-    mixer.run(mixer.Config(run_dir=tmp_path / "m", **tiny), progress=False)
-    expected["mixer"] = 1
-    lr_sweep.run(lr_sweep.Config(optimizers=("sgd", "adam"), count=2, seeds=1, hidden=4,
-                                 run_dir=tmp_path / "r", **tiny), progress=False)
-    expected["lr_sweep"] = 2  # one sweep per optimizer
-    adding.run(adding.Config(T=5, hidden=4, count=2, seeds=2, n_train=64, n_test=32,
-                             batch_size=16, run_dir=tmp_path / "a", **tiny), progress=False)
-    expected["adding"] = 2  # one sweep per cell
-    gan.run(gan.Config(seeds=2, steps=20, chunk=10, hidden=4, samples=100, batch_size=8,
-                       image_steps=20, image_latent=4, image_hidden=4,
-                       variants=("minimax", "wgan-gp"), run_dir=tmp_path / "g"),
-            progress=False)
-    expected["gan"] = 3  # a sweep per variant, one fit for the images
-    assert len(drives) == sum(expected.values())
-    kinds = [type(spec.step).__name__ for spec, _ in drives]
-    assert kinds[-3:] == ["GanStep"] * 3 and set(kinds[:-3]) == {"SupervisedStep"}

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_experiment
+from conftest import run_experiment, step_kinds
 
 from experiments import common
 from experiments import gan as exp
@@ -20,12 +20,15 @@ SMALL = dict(seeds=2, steps=40, chunk=20, hidden=16, samples=500, batch_size=32,
              image_steps=20, image_latent=4, image_hidden=16)
 
 
-def test_run_folder_scores_table_and_reproducibility(tmp_path):
+def test_run_folder_scores_table_and_reproducibility(tmp_path, drives):
     cfg = exp.Config(**SMALL, run_dir=tmp_path)
     res = exp.run(cfg, progress=False)
+    # the one driver: a sweep per variant (learning rates x seeds), then a fit for the images
+    assert step_kinds(drives) == ["GanStep"] * (len(cfg.variants) + 1)
+    assert [lead for _, lead in drives] == [2] * len(cfg.variants) + [0]
     assert {p.name for p in tmp_path.iterdir()} == {
         "config.json", "metrics.jsonl", "results.json", "ring.png", "losses.png", "samples.png",
-        "checkpoints"}
+        "checkpoints", ".lock"}
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {
         *(f"ring-{v}" for v in cfg.variants), "images"}
     for name in ("ring.png", "losses.png", "samples.png"):
@@ -115,10 +118,10 @@ def test_grid_interrupted_after_a_chunk_resumes_bit_identical_and_members_equal_
         with pytest.raises(_Interrupt):
             exp.run(dataclasses.replace(cfg, run_dir=run_dir), progress=False)
     folder = run_dir / "checkpoints" / "ring-nonsaturating"
-    assert [p.name for p in folder.iterdir()] == ["step-000000010.ckpt"]
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "step-000000010.ckpt"]
     assert not (run_dir / "metrics.jsonl").exists()
     resumed = exp.run(common.parse(exp.Config, ["--resume", str(run_dir)]), progress=False)
-    assert sorted(p.name for p in folder.iterdir()) == ["step-000000010.ckpt",
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "step-000000010.ckpt",
                                                          "step-000000020.ckpt"]
     assert _numbers(run_dir) == _numbers(tmp_path / "ref")
     for label in ref["samples"]:

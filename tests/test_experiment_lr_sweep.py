@@ -17,22 +17,28 @@ SMALL = dict(optimizers=("sgd", "adam"), lr_min=1e-3, lr_max=1e38, count=3, seed
              steps=100, eval_every=50, hidden=32)
 
 
-def test_run_folder_table_and_members_equal_fit(tmp_path):
+def test_run_folder_table_and_members_equal_fit(tmp_path, drives):
     """lrs 1e-3, 3e17, 1e38: the last two diverge for both optimizers (marked, never 'best'), and
     a member's final metrics equal the same run done alone with train.fit."""
     res = exp.run(exp.Config(**SMALL, run_dir=tmp_path), progress=False)
+    assert [lead for _, lead in drives] == [2, 2]  # one sweep (lrs x seeds) per optimizer
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
-                                                     "sweep.png", "results.json", "checkpoints"}
+                                                     "sweep.png", "results.json", "checkpoints",
+                                                     ".lock"}
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"sgd", "adam"}
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
-    assert len(rows) == 2 * 3 * 2
+    rows = runs.read_jsonl(tmp_path / "metrics.jsonl")  # learning curves: every member, every eval
+    assert len(rows) == 2 * 3 * 2 * 2
+    assert [r["step"] for r in rows[:4]] == [50, 100, 50, 100]
+    assert rows[0]["learning_rate"] == 1e-3  # as given, not its float32 rounding
+    blown = [r for r in rows if r["diverged_at"] >= 0 and r["step"] == 100]
+    assert blown and all(r["train/loss"] is None for r in blown)  # strict JSON: null, not NaN
     for name in ("sgd", "adam"):
         diverged = res["per_optimizer"][name]["diverged"]
         assert diverged[1:].all() and not diverged[0].any()
         assert res["best"][name]["learning_rate"] != pytest.approx(1e38)
     row = next(r for r in rows if r["optimizer"] == "adam" and r["seed"] == 1
-               and r["learning_rate"] == pytest.approx(1e-3))
+               and r["learning_rate"] == pytest.approx(1e-3) and r["step"] == 100)
     split = data.digits()
     flat = lambda x: jnp.asarray(x.reshape(len(x), -1))  # noqa: E731
     tr, te = (flat(split.x_train), jnp.asarray(split.y_train)), (flat(split.x_test),

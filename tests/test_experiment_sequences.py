@@ -83,12 +83,14 @@ def test_adding_sweep_member_equals_fit(tmp_path, monkeypatch):
     assert not np.allclose(m.train_loss[0, 0], m.train_loss[0, 1])
 
 
-def test_adding_run_folder_table_and_cli(tmp_path):
+def test_adding_run_folder_table_and_cli(tmp_path, drives):
     cfg = adding.Config(T=6, hidden=8, count=2, lr_min=1e-3, lr_max=3e-2, seeds=2, steps=60,
                         eval_every=30, n_train=256, n_test=64, run_dir=tmp_path)
     res = adding.run(cfg, progress=False)
+    assert [lead for _, lead in drives] == [2, 2]  # one sweep (lrs x seeds) per cell
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
-                                                     "curves.png", "results.json", "checkpoints"}
+                                                     "curves.png", "results.json", "checkpoints",
+                                                     ".lock"}
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"lstm", "rnn"}
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")

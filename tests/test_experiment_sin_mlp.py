@@ -5,23 +5,24 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import MNIST_DIR, assert_same_run, run_experiment
+from conftest import MNIST_DIR, assert_same_run, run_experiment, step_kinds
 
 from experiments import sin_mlp as exp
 from jaxnets import data, loop, optim, runs, train
 from jaxnets.models import sin_mlp
 
 
-def test_defaults_reach_95_percent_on_digits_and_write_the_run_folder(tmp_path):
+def test_defaults_reach_95_percent_on_digits_and_write_the_run_folder(tmp_path, drives):
     res = exp.run(exp.Config(run_dir=tmp_path), progress=False)
+    assert step_kinds(drives) == ["SupervisedStep"]  # trained by the one driver, once
     assert res["final"]["test/accuracy"] >= 0.95
     assert res["final"]["step"] == 2000
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"config.json", "metrics.jsonl", "curves.png", "params.msgpack",
-                     "results.json", "checkpoints"}
+                     "results.json", "checkpoints", ".lock"}
     # a checkpoint every fifth chunk of eval_every steps, the newest three kept
     assert [p.name for p in sorted((tmp_path / "checkpoints" / "sin_mlp").iterdir())] == [
-        f"step-{s:09d}.ckpt" for s in (1000, 1500, 2000)]
+        ".lock", *(f"step-{s:09d}.ckpt" for s in (1000, 1500, 2000))]
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(100, 2001, 100))
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import MNIST_DIR, run_experiment
+from conftest import MNIST_DIR, run_experiment, step_kinds
 
 from experiments import lenet as lenet_exp
 from experiments import mixer as mixer_exp
@@ -13,13 +13,14 @@ from jaxnets import data, runs
 from jaxnets.models import lenet, mixer
 
 RUN_FILES = {"config.json", "metrics.jsonl", "curves.png", "params.msgpack", "results.json",
-             "checkpoints"}
+             "checkpoints", ".lock"}  # .lock: the folder is held by one process at a time
 
 
 @pytest.mark.slow
-def test_lenet_on_digits_resized_to_32(tmp_path):
+def test_lenet_on_digits_resized_to_32(tmp_path, drives):
     res = lenet_exp.run(lenet_exp.Config(steps=300, eval_every=100, run_dir=tmp_path),
                         progress=False)
+    assert step_kinds(drives) == ["SupervisedStep"]  # trained by the one driver, once
     assert res["final"]["test/accuracy"] >= 0.9
     assert {p.name for p in tmp_path.iterdir()} == RUN_FILES
     # the saved params reproduce the reported test accuracy on digits resized to 32x32
@@ -30,9 +31,10 @@ def test_lenet_on_digits_resized_to_32(tmp_path):
 
 
 @pytest.mark.slow
-def test_mixer_on_digits_same_seed_same_numbers(tmp_path):
+def test_mixer_on_digits_same_seed_same_numbers(tmp_path, drives):
     cfg = mixer_exp.Config(steps=200, eval_every=100, run_dir=tmp_path / "a")
     a = mixer_exp.run(cfg, progress=False)
+    assert step_kinds(drives) == ["SupervisedStep"]  # trained by the one driver, once
     mixer_exp.run(dataclasses.replace(cfg, run_dir=tmp_path / "b"), progress=False)
     assert a["final"]["test/accuracy"] >= 0.8
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == \

@@ -3,7 +3,8 @@ tests/golden/MANIFEST.json): every case of tests/golden/make_golden.py (``train.
 ``train.sweep``, every training experiment, extract_member) recomputed now and compared with its
 .npz. Bit for bit where this machine is the one that wrote them (CPU model, avx512f, jax and
 jaxlib versions, backend), except the experiments whose members now run as one sweep
-(``RESTRUCTURED``); elsewhere to rtol 1e-4, atol 1e-6.
+(``RESTRUCTURED``, rtol 1e-4); on another machine to ``CROSS_MACHINE_RTOL`` and ``_ATOL``.
+Learning rates, stored now as given, are compared to float32 rounding (``AS_GIVEN``).
 
 Regenerate (only when a change of results is intended) with the make_golden.py command in its
 docstring.
@@ -41,8 +42,20 @@ SLOW = {"exp_lenet", "exp_adding", "exp_gan", "exp_lr_sweep_extract_member"}
 # matrix products (one wide product for all rates) and float32 rounding differs (measured: 2e-7
 # relative for adding, 3e-5 for the GAN ring's samples after 40 steps). Compared to rtol 1e-4.
 RESTRUCTURED = {"exp_adding", "exp_gan"}
-# Fields the redesign added on purpose: each GAN metrics row names its learning rate.
-NEW_KEYS = {"exp_gan": "learning_rate"}
+# Fields added on purpose since: each GAN metrics row names its learning rate; each lr_sweep
+# row its step (metrics.jsonl holds learning curves; the case reads its final rows).
+NEW_KEYS = {"exp_gan": "learning_rate", "exp_lr_sweep_extract_member": "metrics/step"}
+# Learning rates are now stored as given, not as their float32 roundings (relative change
+# below 6e-8); the computation still sees the float32 values, so nothing else moved.
+AS_GIVEN = "learning_rate"
+# Away from the machine that wrote them, chaotic members differ more. Between an AMD EPYC (AVX2)
+# and an Intel Xeon (AVX-512), both jax 0.10.2: a diverging member's W1 at 1.3e33 by 1.8e-4
+# relative; Adam at lr 0.1 after 60 steps by 1.4e-5 absolute on a weight near 2.5e-4.
+CROSS_MACHINE_RTOL, CROSS_MACHINE_ATOL = 1e-3, 5e-5
+# Cases holding members at learning rate 10 (diverging, or chance-level after chaotic steps):
+# their values depend on the CPU's rounding (test accuracy 0.11 against 0.08 on the two
+# machines above), so they are compared only on the machine that wrote them.
+CHAOTIC = {"sweep_lr_seeds", "exp_lr_sweep_extract_member"}
 
 
 def test_every_case_has_golden_values_and_no_more():
@@ -53,6 +66,9 @@ def test_every_case_has_golden_values_and_no_more():
 @pytest.mark.parametrize("case", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW
                                   else name for name in make_golden.CASES])
 def test_same_values_as_before_the_redesign(case, tmp_path):
+    if case in CHAOTIC and not EXACT:
+        pytest.skip(f"{case} holds chaotic members; compared only on the machine that wrote "
+                    f"its golden values ({ {k: MANIFEST.get(k) for k in HERE} })")
     expected = make_golden.read_npz(GOLDEN / f"{case}.npz")
     actual = make_golden.CASES[case](tmp_path)
     missing, extra = sorted(set(expected) - set(actual)), sorted(set(actual) - set(expected))
@@ -62,15 +78,21 @@ def test_same_values_as_before_the_redesign(case, tmp_path):
     how = ("bit for bit (this machine's CPU, jax, jaxlib and backend wrote the golden values)"
            if exact else "to rtol 1e-4, atol 1e-6 only: its members now run as one sweep"
            if case in RESTRUCTURED else
-           f"to rtol 1e-4, atol 1e-6 only: this machine {HERE} is not the one that wrote the "
+           f"to rtol {CROSS_MACHINE_RTOL}, atol {CROSS_MACHINE_ATOL} only: this machine {HERE} "
+           "is not the one "
+           "that wrote the "
            f"golden values ({ {k: MANIFEST.get(k) for k in HERE} }), so not bit for bit")
-    for key in added:  # the learning rate each GAN row ran at: the config's only one
-        np.testing.assert_array_equal(np.asarray(actual[key]), np.float64(1e-3))
+    for key in added:  # the GAN's one learning rate; the lr_sweep's final step
+        np.testing.assert_array_equal(np.asarray(actual[key]),
+                                      1e-3 if case == "exp_gan" else 60)
     for key in sorted(expected):
         a, e = np.asarray(actual[key]), expected[key]
         msg = f"{case}: {key} differs from the golden value, compared {how}"
         assert a.shape == e.shape, f"{msg}: shape {a.shape}, golden {e.shape}"
-        if exact or e.dtype.kind == "b":
+        if AS_GIVEN in key:
+            np.testing.assert_allclose(a, e, rtol=1e-7, err_msg=msg)
+        elif exact or e.dtype.kind == "b":
             np.testing.assert_array_equal(a, e, err_msg=msg)  # NaNs must sit where they sat
         else:
-            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-6, err_msg=msg)
+            rtol, atol = (1e-4, 1e-6) if EXACT else (CROSS_MACHINE_RTOL, CROSS_MACHINE_ATOL)
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=msg)

@@ -28,7 +28,7 @@ SIN = ["--hidden", "32", "--eval-every", "50", "--checkpoint-every", "1", "--kee
 
 def _snapshot(folder: Path) -> dict:
     return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != runs.LOCK_NAME}
 
 
 def _outputs(run_dir: Path) -> dict:
@@ -173,14 +173,15 @@ def test_resume_from_a_damaged_checkpoint_names_it_and_changes_nothing(finished,
 def test_resume_refuses_foreign_folders_and_a_new_run_keeps_off_old_checkpoints(finished,
                                                                                 tmp_path):
     out = run_experiment("lr_sweep", "--resume", str(finished))
-    assert out.returncode == 1 and "not a config of this experiment" in out.stderr
+    assert out.returncode == 1
+    assert "a run of experiments.sin_mlp, not of experiments.lr_sweep" in out.stderr
     out = run_experiment("sin_mlp", "--resume", str(tmp_path / "nowhere"))
     assert out.returncode == 1 and "no such run folder" in out.stderr
     before = _snapshot(finished)
     out = run_experiment("sin_mlp", "--run-dir", str(finished))
     assert out.returncode == 1
-    assert f"already holds checkpoints of a run; continue it with --resume {finished}" in (
-        out.stderr)
+    assert f"already holds a run (checkpoints, config.json, curves.png, metrics.jsonl, ...); " \
+           f"continue it with --resume {finished}, replace it with --overwrite" in out.stderr
     assert _snapshot(finished) == before
 
 
@@ -199,6 +200,8 @@ def _cut_to(src: Path, dst: Path, keep: dict[str, int]) -> Path:
     shutil.copy(src / "config.json", dst / "config.json")
     for part in (dst / "checkpoints").iterdir():
         for p in part.iterdir():
+            if p.name == runs.LOCK_NAME:
+                continue
             if part.name not in keep or int(p.name[5:14]) > keep[part.name]:
                 p.unlink()
     return dst

@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from jaxnets import checkpoint, loop, runs
+from jaxnets import checkpoint, interrupt, loop, runs
 from jaxnets.optim import OptimizerFactory
 from jaxnets.train import multihost, plan
 from jaxnets.train.step import (
@@ -183,6 +183,8 @@ def drive(spec: RunSpec, state: PyTree, run: Callable[[PyTree, int], tuple], *, 
                            keep=keep, steps_per_chunk=spec.eval_every, desc=desc,
                            progress=progress, outputs_like=outputs_like, stop=stop,
                            resume_step=resume_step)
+    if info.outputs is None:  # Ctrl-C (``jaxnets.interrupt``) before any chunk ran
+        raise interrupt.Interrupted(None)
     aux, metrics = info.outputs  # [chunks, *lead, eval_every, ...], {k: [chunks, *lead]}
 
     def steps_last(a):  # [chunks, *lead, eval_every, ...] -> [*lead, chunks * eval_every, ...]

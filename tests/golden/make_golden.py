@@ -303,12 +303,17 @@ def case_exp_lr_sweep_extract_member(tmp: Path) -> Arrays:
     cut back to the checkpoint of step 20 (as if killed), member (lr 0.1, seed 1)
     extracted (extract_member) and resumed as a sin_mlp run to step 60."""
     from experiments import extract_member, lr_sweep, sin_mlp
+    from jaxnets import runs
 
     cfg = lr_sweep.Config(optimizers=("adam",), lr_min=1e-3, lr_max=10.0, count=3,
                           seeds=2, steps=60, eval_every=20, hidden=16, keep=10,
                           run_dir=tmp / "sweep")
     r = lr_sweep.run(cfg, progress=False)
-    out = {f"sweep/{k}": v for k, v in run_folder_arrays(tmp / "sweep", r).items()}
+    # metrics.jsonl now holds every member's learning curve: its final rows are what it held
+    rows = runs.read_jsonl(tmp / "sweep" / "metrics.jsonl")
+    runs.write_jsonl(tmp / "final.jsonl", [row for row in rows if row["step"] == cfg.steps])
+    out = {f"sweep/{k}": v for k, v in (jsonl_arrays(tmp / "final.jsonl")
+                                        | flatten(r, "results")).items()}
     _drop_checkpoints_after(tmp / "sweep" / "checkpoints" / "adam", 20)
     e = extract_member.extract(extract_member.Config(tmp / "sweep", optimizer="adam",
                                                      lr_index=1, seed=1, run_dir=tmp / "member"))
