@@ -255,7 +255,7 @@ def run_folder(config: RunFlags, name: str) -> Iterator[Path]:
             flags, record = _saved(run_dir, experiment)
             yield from _session(run_dir, flags, record)
         return
-    run_dir = config.run_dir or runs.new_run_dir(config.out, name)
+    run_dir = Path(config.run_dir) if config.run_dir else runs.new_run_dir(config.out, name)
     with runs.lock(run_dir):
         held = sorted(p.name for p in run_dir.iterdir() if p.name != runs.LOCK_NAME)
         if held and not config.overwrite:

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from experiments import benchmark_lenet
 
 
+@pytest.mark.slow  # a benchmark script end to end (25 s)
 def test_benchmark_lenet_runs_small_and_writes_its_json(tmp_path, capsys):
     out = tmp_path / "lenet.json"
     benchmark_lenet.main(["--steps", "2", "--epochs", "1", "--json", str(out)])

@@ -19,6 +19,7 @@ VARIANTS = {"lstm ours", "lstm flax LSTMCell", "lstm flax OptimizedLSTMCell", "r
             "lstm flax OptimizedLSTMCell [fwd]", "rnn jax.grad [grad]", "rnn hand BPTT [grad]"}
 
 
+@pytest.mark.slow  # a benchmark script end to end (10 s)
 def test_benchmark_lstm_runs_small_and_writes_its_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bl.main([*ARGV, "--json", str(out)])

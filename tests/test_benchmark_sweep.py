@@ -11,6 +11,7 @@ from experiments import benchmark_sweep as bs
 from experiments import common
 
 
+@pytest.mark.slow  # a benchmark script end to end (13 s)
 def test_benchmark_sweep_runs_small_and_writes_its_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bs.main(["--cases", "digits", "--ks", "2", "3", "--steps", "10", "--repeats", "1",

@@ -16,7 +16,6 @@ RUN_FILES = {"config.json", "metrics.jsonl", "curves.png", "params.msgpack", "re
              "checkpoints", ".lock"}  # .lock: the folder is held by one process at a time
 
 
-@pytest.mark.slow
 def test_lenet_on_digits_resized_to_32(tmp_path, drives):
     res = lenet_exp.run(lenet_exp.Config(steps=300, eval_every=100, run_dir=tmp_path),
                         progress=False)
@@ -30,13 +29,14 @@ def test_lenet_on_digits_resized_to_32(tmp_path, drives):
     assert float(acc["accuracy"]) == pytest.approx(res["final"]["test/accuracy"], abs=1e-6)
 
 
-@pytest.mark.slow
 def test_mixer_on_digits_same_seed_same_numbers(tmp_path, drives):
-    cfg = mixer_exp.Config(steps=200, eval_every=100, run_dir=tmp_path / "a")
+    """A small Mixer (D_C 32, D_S 64, depth 2: 94 % on digits after 200 steps, 8 s), twice."""
+    cfg = mixer_exp.Config(steps=200, eval_every=100, hidden=32, tokens_mlp_dim=32,
+                           channels_mlp_dim=64, depth=2, run_dir=tmp_path / "a")
     a = mixer_exp.run(cfg, progress=False)
     assert step_kinds(drives) == ["SupervisedStep"]  # trained by the one driver, once
     mixer_exp.run(dataclasses.replace(cfg, run_dir=tmp_path / "b"), progress=False)
-    assert a["final"]["test/accuracy"] >= 0.8
+    assert a["final"]["test/accuracy"] >= 0.9
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == \
         (tmp_path / "b" / "metrics.jsonl").read_bytes()
     assert {p.name for p in (tmp_path / "a").iterdir()} == RUN_FILES

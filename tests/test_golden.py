@@ -35,8 +35,8 @@ make_golden = _generator()
 MANIFEST = json.loads((GOLDEN / "MANIFEST.json").read_text())
 HERE = make_golden.fingerprint() | {"backend": jax.default_backend()}
 EXACT = all(MANIFEST.get(k) == v for k, v in HERE.items())
-# Over 10 s each on a 2-core CPU (most of it compiling); CI runs them too.
-SLOW = {"exp_lenet", "exp_adding", "exp_gan", "exp_lr_sweep_extract_member"}
+# Run with pytest -m slow (20 s on a 2-core CPU, most of it compiling); CI leaves it out.
+SLOW = {"exp_gan"}
 # Experiments whose members now run as one train.sweep instead of a loop of their own: members
 # that share a seed share its data (or noise) key across learning rates, so XLA forms other
 # matrix products (one wide product for all rates) and float32 rounding differs (measured: 2e-7

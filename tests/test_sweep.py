@@ -259,6 +259,7 @@ TWO_HOSTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two processes, each compiling the sweep (30 s)
 def test_sweep_on_a_mesh_spanning_two_processes_matches_one_device(tmp_path):
     """jax.distributed.initialize with two processes of two CPU devices each (as two hosts):
     one sweep over all four devices, in one block, in several, checkpointed, and resumed after
