@@ -123,6 +123,8 @@ def check_learning_rates(config: Any) -> None:
         if "learning_rate" not in f.name and not f.name.startswith("lr_"):
             continue
         value = getattr(config, f.name)
+        if value is None:  # a default chosen later
+            continue
         for v in value if isinstance(value, tuple) else (value,):
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 flag = "--" + f.name.replace("_", "-")

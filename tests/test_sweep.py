@@ -109,7 +109,9 @@ def test_a_grid_over_the_memory_limit_runs_in_blocks_with_the_same_results():
     assert_same_run(cut[:4], whole[:4], cpu_rtol=1e-6)
     small = _sweep(lrs, seeds=3, members_per_block=2)  # blocks of 1 lr x 2 seeds (3 padded to 4)
     assert small.blocks == 4 * 2
-    assert_same_run(small[:4], whole[:4], cpu_rtol=1e-6)
+    # a block of one learning rate runs its products unbatched over learning rates, which XLA
+    # rounds otherwise (5e-6 relative seen on one weight of 1e-2)
+    assert_same_run(small[:4], whole[:4], cpu_rtol=1e-5)
 
 
 def test_a_member_that_cannot_fit_is_refused_with_its_size():

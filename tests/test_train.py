@@ -91,8 +91,10 @@ def test_chunked_run_equals_fit():
     chunk = jax.jit(train.train_chunk, static_argnames=("spec", "num_steps"))
     losses = []
     for _ in range(3):
-        state, (losses_, metrics) = chunk(state, {"learning_rate": jnp.float32(0.01)}, data,
-                                          {"train": data}, spec=spec, num_steps=20)
+        state, (losses_, metrics, tracked) = chunk(
+            state, {"learning_rate": jnp.float32(0.01)}, data, {"train": data}, spec=spec,
+            num_steps=20)
+        assert tracked == {}  # no tracker
         losses.append(losses_)
     assert_same_run(jnp.concatenate(losses), whole.train_loss)
     assert_same_run(state.params, whole.params)

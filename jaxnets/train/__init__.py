@@ -39,6 +39,7 @@ from jaxnets.train.step import (
                                   RunSpec,
                                   Step,
                                   SupervisedStep,
+                                  Tracker,
                                   TrainState,
                                   augment_key,
                                   chunk_indices,
@@ -54,7 +55,7 @@ from jaxnets.train.step import (
 __all__ = [
     "AUGMENT_STREAM", "CPU_BLOCK_STATE_BYTES", "AugmentFn", "Batch", "DivergenceError",
     "EvalFn", "FitResult", "Hparams", "LossFn", "LossMetric", "RunSpec", "Step",
-    "SupervisedStep", "SweepResult", "TrainState", "augment_key", "chunk_indices",
+    "SupervisedStep", "SweepResult", "Tracker", "TrainState", "augment_key", "chunk_indices",
     "default_members_per_block", "default_memory_limit", "drive", "evaluate_all",
     "extract_member", "fit", "init_state", "make_spec", "member_checkpoint",
     "minibatch_indices", "raise_if_diverged", "sweep", "train_chunk", "train_chunks",

@@ -45,6 +45,7 @@ from jaxnets.train.step import (
     RunSpec,
     Step,
     SupervisedStep,
+    Tracker,
     check_pair,
     train_chunks,
 )
@@ -58,6 +59,7 @@ class FitResult(NamedTuple):
     eval_metrics: dict[str, Array]  # "split/metric" -> [steps // eval_every]
     diverged_at: Array  # int32 [], -1 if the run stayed finite
     checkpoint: loop.Chunked | None = None  # with checkpoint_dir: timings, resumed_from
+    tracked: dict[str, Array] | None = None  # with track: name -> [steps // track.every, ...]
 
 
 class SweepResult(NamedTuple):
@@ -77,6 +79,7 @@ class SweepResult(NamedTuple):
     blocks: int  # compiled calls the grid was cut into to fit in memory (1 if it fit whole)
     bytes_per_device: int | None  # XLA's memory estimate for one block on one device
     checkpoint: loop.Chunked | None = None  # with checkpoint_dir: timings, resumed_from
+    tracked: dict[str, Array] | None = None  # with track: name -> [*grid, steps // every, ...]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -86,8 +89,9 @@ class SweepResult(NamedTuple):
         """The member at a grid index, as ``fit`` returns it: ``result.member(i_lr, i_seed)``."""
         if len(index) != len(self.grid):
             raise IndexError(f"member takes one index per grid axis {list(self.grid)}")
-        return FitResult(*jax.tree.map(lambda a: a[index], (
-            self.params, self.train_loss, self.eval_metrics, self.diverged_at)))
+        params, loss, metrics, diverged_at, tracked = jax.tree.map(lambda a: a[index], (
+            self.params, self.train_loss, self.eval_metrics, self.diverged_at, self.tracked))
+        return FitResult(params, loss, metrics, diverged_at, tracked=tracked)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ class SweepResult(NamedTuple):
 
 def make_spec(*, steps: int, eval_every: int | None, evaluate: EvalFn | None,
               step: Step | None, init, loss, optimizer, batch_size, augment,
-              has_eval: bool) -> RunSpec:
+              has_eval: bool, track: Tracker | None = None) -> RunSpec:
     """The RunSpec of ``fit``'s and ``sweep``'s keyword arguments: ``step``, or a
     ``SupervisedStep`` of (init, loss, optimizer, batch_size, augment); ``evaluate`` defaults
     to {"loss": loss} for a supervised step."""
@@ -116,7 +120,7 @@ def make_spec(*, steps: int, eval_every: int | None, evaluate: EvalFn | None,
                             f"{', '.join(given)}")
         if has_eval and evaluate is None:
             raise TypeError("eval_data needs evaluate with a step of your own")
-    return RunSpec(step, steps, eval_every, evaluate)
+    return RunSpec(step, steps, eval_every, evaluate, track)
 
 
 def validate_spec(spec: RunSpec, key: Array, hparams: dict, train_data: Any,
@@ -129,10 +133,14 @@ def validate_spec(spec: RunSpec, key: Array, hparams: dict, train_data: Any,
     spec.step.validate(key, hparams, train_data, where)
     for name, batch in eval_data.items():
         check_pair(batch, f"eval_data[{name!r}]", where)
-    if eval_data:
-        params = jax.eval_shape(spec.step.init_state, key).params
+    if eval_data or spec.track is not None:
+        state = jax.eval_shape(spec.step.init_state, key)
         for batch in eval_data.values():
-            jax.eval_shape(lambda p, b=batch: spec.evaluate(p, b), params)
+            jax.eval_shape(lambda p, b=batch: spec.evaluate(p, b), state.params)
+        if spec.track is not None:
+            spec.track.validate(state.params, train_data, where)
+            jax.eval_shape(lambda s: spec.track(s, {"learning_rate": 0.0, **hparams},
+                                                train_data), state)
 
 
 def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
@@ -160,23 +168,26 @@ def drive(spec: RunSpec, state: PyTree, run: Callable[[PyTree, int], tuple], *, 
           checkpoint_every: int = 1, keep: int = 3, meta: dict | None = None,
           progress: bool = False, desc: str = "train", stop: Callable | None = None,
           resume_step: int | None = None) -> tuple[PyTree, Any, dict, loop.Chunked | None]:
-    """Run ``spec.steps`` steps of ``run(state, num_chunks) -> (state, (aux, metrics))``.
+    """Run ``spec.steps`` steps of ``run(state, num_chunks) -> (state, (aux, metrics,
+    tracked))``.
 
-    ``run`` returns aux [*lead, num_chunks * eval_every, ...] and metrics {k: [*lead,
-    num_chunks]} (``lead`` member axes in front: none for one run, the grid's for a sweep).
+    ``run`` returns aux [*lead, num_chunks * eval_every, ...], metrics {k: [*lead,
+    num_chunks]} and tracked {k: [*lead, num_chunks * eval_every / track.every, ...]} (``lead``
+    member axes in front: none for one run, the grid's for a sweep).
     Without ``checkpoint_dir`` (or with ``checkpoint_every = 0``) and ``progress``, it is called
     once for the whole run. Else ``loop.run_chunks`` calls ``run(state, 1)`` chunk by chunk, saving
     {state, outputs so far} with ``meta`` (the spec's meta and the caller's) after every
     ``checkpoint_every`` chunks, resuming from the folder's newest checkpoint (or
     ``resume_step``'s), with a progress bar if ``progress``; ``stop(state)`` ends the run early.
-    Returns (state, aux [*lead, steps, ...], metrics {k: [*lead, chunks]}, loop.Chunked or None).
+    Returns (state, (aux [*lead, steps, ...], metrics {k: [*lead, chunks]}, tracked), loop.Chunked
+    or None).
     """
     if not chunked(checkpoint_dir, checkpoint_every, progress):
-        state, (aux, metrics) = run(state, spec.num_chunks)
-        return state, aux, metrics, None
+        state, outputs = run(state, spec.num_chunks)
+        return state, outputs, None
     def chunk(s):  # metrics {k: [*lead, 1]} -> {k: [*lead]}
-        s, (aux, metrics) = run(s, 1)
-        return s, (aux, {k: v[..., 0] for k, v in metrics.items()})
+        s, (aux, metrics, tracked) = run(s, 1)
+        return s, (aux, {k: v[..., 0] for k, v in metrics.items()}, tracked)
 
     info = loop.run_chunks(state, chunk, spec.num_chunks, directory=checkpoint_dir,
                            meta={"spec": spec.meta(), **(meta or {})}, every=checkpoint_every,
@@ -185,14 +196,15 @@ def drive(spec: RunSpec, state: PyTree, run: Callable[[PyTree, int], tuple], *, 
                            resume_step=resume_step)
     if info.outputs is None:  # Ctrl-C (``jaxnets.interrupt``) before any chunk ran
         raise interrupt.Interrupted(None)
-    aux, metrics = info.outputs  # [chunks, *lead, eval_every, ...], {k: [chunks, *lead]}
+    aux, metrics, tracked = info.outputs  # [chunks, *lead, n, ...], {k: [chunks, *lead]}, ...
 
-    def steps_last(a):  # [chunks, *lead, eval_every, ...] -> [*lead, chunks * eval_every, ...]
+    def steps_last(a):  # [chunks, *lead, n, ...] -> [*lead, chunks * n, ...]
         a = np.moveaxis(a, 0, lead)
         return a.reshape(a.shape[:lead] + (-1,) + a.shape[lead + 2:])
 
-    return (info.state, jax.tree.map(steps_last, aux),
-            {k: np.moveaxis(v, 0, lead) for k, v in metrics.items()}, info)
+    return (info.state, (jax.tree.map(steps_last, aux),
+                         {k: np.moveaxis(v, 0, lead) for k, v in metrics.items()},
+                         jax.tree.map(steps_last, tracked)), info)
 
 
 def chunked(checkpoint_dir, checkpoint_every: int, progress: bool) -> bool:
@@ -227,7 +239,7 @@ def fit(key: Array, learning_rate: Array | float, train_data: Any,
         augment: AugmentFn | None = None, step: Step | None = None, validate: bool = True,
         checkpoint_dir: str | os.PathLike | None = None, checkpoint_every: int = 1,
         keep: int = 3, meta: dict | None = None, progress: bool = False, desc: str = "fit",
-        stop_when_diverged: bool = False) -> FitResult:
+        stop_when_diverged: bool = False, track: Tracker | None = None) -> FitResult:
     """Train from ``init(key)`` for ``steps`` optax steps, all inside one jit.
 
     Args:
@@ -254,8 +266,12 @@ def fit(key: Array, learning_rate: Array | float, train_data: Any,
       progress: a progress bar, the run going chunk by chunk (one compile for all chunks).
       stop_when_diverged: when going chunk by chunk, stop after the chunk in which the run
         diverged (train_loss and eval_metrics then hold the chunks run).
+      track: measured inside the compiled run every ``track.every`` steps (a divisor of
+        eval_every) on the training data, e.g. ``curvature.sharpness(loss, every=50)``; its
+        history is checkpointed with the run.
     Returns:
-      FitResult with train_loss [steps] and eval_metrics {"name/metric": [steps // eval_every]}.
+      FitResult with train_loss [steps], eval_metrics {"name/metric": [steps // eval_every]}
+      and, with ``track``, tracked {name: [steps // track.every, ...]}.
     Raises:
       ValueError / TypeError for bad arguments, shapes or labels, before anything is compiled.
       (Divergence is reported in ``diverged_at``; see ``raise_if_diverged``.)
@@ -264,19 +280,20 @@ def fit(key: Array, learning_rate: Array | float, train_data: Any,
     hparams = {"learning_rate": learning_rate, **(hparams or {})}
     spec = make_spec(steps=steps, eval_every=eval_every, evaluate=evaluate, step=step,
                      init=init, loss=loss, optimizer=optimizer, batch_size=batch_size,
-                     augment=augment, has_eval=bool(eval_data))
+                     augment=augment, has_eval=bool(eval_data), track=track)
     if validate:
         _check_checkpointing("fit", checkpoint_every)
         validate_spec(spec, key, {k: v for k, v in hparams.items() if k != "learning_rate"},
                       train_data, eval_data, "fit")
     run = partial(_chunks_jit, hparams=hparams, train_data=train_data, eval_data=eval_data,
                   spec=spec)
-    state, aux, metrics, info = drive(
+    state, (aux, metrics, tracked), info = drive(
         spec, _init_jit(key, spec.step), lambda s, num_chunks: run(s, num_chunks=num_chunks),
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, keep=keep, meta=meta,
         progress=progress, desc=desc,
         stop=(lambda s: int(s.diverged_at) >= 0) if stop_when_diverged else None)
-    return FitResult(state.params, aux, metrics, state.diverged_at, info)
+    return FitResult(state.params, aux, metrics, state.diverged_at, info,
+                     tracked if track is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -304,7 +321,8 @@ def _sweep_segment(state: NamedTuple, hparams: Hparams, train_data: Any,
     ``plan.layout``.
 
     Returns (member fields [H, S, ...], (aux [H, S, num_chunks * eval_every, ...], metrics
-    {k: [H, S, num_chunks]})). Seeds are the inner vmap: members that share a seed share the
+    {k: [H, S, num_chunks]}, tracked {k: [H, S, num_chunks * eval_every / every, ...]})).
+    Seeds are the inner vmap: members that share a seed share the
     data key, so their minibatch gather stays unbatched and ``x_batch @ W1`` becomes one wide
     matmul for all H.
     """
@@ -315,9 +333,29 @@ def _sweep_segment(state: NamedTuple, hparams: Hparams, train_data: Any,
         s, out = train_chunks(s, hp, train_data, eval_data, spec, num_chunks)
         return tuple(getattr(s, f) for f in fields), out
 
-    over_seeds = jax.vmap(member, in_axes=(0, 0, None))
-    return jax.vmap(over_seeds, in_axes=(0, None, 0))(
+    over_seeds = _vmap(member, (0, 0, None))
+    return _vmap(over_seeds, (0, None, 0))(
         tuple(getattr(state, f) for f in fields), state.key, hparams)
+
+
+def _vmap(f: Callable, in_axes: tuple) -> Callable:
+    """``jax.vmap(f, in_axes)``, but an axis of size one is indexed away and put back instead.
+
+    XLA:CPU runs products with a batch axis of size one slower (the GAN ring with one learning
+    rate and 8 seeds took 1.25x the time of the same run vmapped over seeds only); the results
+    are the same.
+    """
+    mapped = jax.vmap(f, in_axes=in_axes)
+
+    def call(*args):
+        sizes = {jax.tree.leaves(a)[0].shape[0] for a, ax in zip(args, in_axes, strict=True)
+                 if ax is not None and jax.tree.leaves(a)}
+        if sizes != {1}:
+            return mapped(*args)
+        out = f(*(a if ax is None else jax.tree.map(lambda v: v[0], a)
+                  for a, ax in zip(args, in_axes, strict=True)))
+        return jax.tree.map(lambda v: v[None], out)
+    return call
 
 
 @lru_cache(maxsize=32)
@@ -368,7 +406,8 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
           members_per_block: int | None = None, augment: AugmentFn | None = None,
           step: Step | None = None, checkpoint_dir: str | os.PathLike | None = None,
           checkpoint_every: int = 1, keep: int = 3, meta: dict | None = None,
-          progress: bool = False, desc: str = "sweep", validate: bool = True) -> SweepResult:
+          progress: bool = False, desc: str = "sweep", validate: bool = True,
+          track: Tracker | None = None) -> SweepResult:
     """Every (learning rate, hparams..., seed) combination of a grid, trained as one computation.
 
     ``jax.vmap`` of ``fit``'s scanned run, over hyperparameters (outer) and seeds (inner),
@@ -407,6 +446,7 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
       learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
       hparams: other traced optimizer hyperparameters, {name: [n]}, e.g. {"beta": [0.8, 0.9]}.
       step: a step of your own (e.g. ``models.gan.GanStep``), as in ``fit``.
+      track: as in ``fit``, for every member: tracked {name: [*grid, steps // every, ...]}.
       validate: check the arguments first (``validate_spec``, which traces the loss on the
         data); a caller that already checked them may skip it, as with ``fit``.
       The rest as in ``fit``.
@@ -416,7 +456,7 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
     eval_data = dict(eval_data or {})
     spec = make_spec(steps=steps, eval_every=eval_every, evaluate=evaluate, step=step,
                      init=init, loss=loss, optimizer=optimizer, batch_size=batch_size,
-                     augment=augment, has_eval=bool(eval_data))
+                     augment=augment, has_eval=bool(eval_data), track=track)
     grid = _sweep_grid(learning_rates, dict(hparams or {}), seeds)
     keys = jax.vmap(jax.random.key)(jnp.asarray(grid["seed"]))
     hp_names = [k for k in grid if k != "seed"]
@@ -464,24 +504,26 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
     n = len(shape)
 
     def run(s: NamedTuple, num_chunks: int):
-        s, (aux, metrics) = blocks(plan.relead(s, n, (n_h, n_s)), hps, data)
-        return plan.relead(s, 2, shape), (
-            jax.tree.map(lambda a: a.reshape(shape + a.shape[2:]), aux),
-            {k: v.reshape(shape + v.shape[2:]) for k, v in metrics.items()})
+        s, outputs = blocks(plan.relead(s, n, (n_h, n_s)), hps, data)
+        return plan.relead(s, 2, shape), jax.tree.map(
+            lambda a: a.reshape(shape + a.shape[2:]), outputs)
 
     outputs_like = None
     if in_chunks:
-        _, (aux, metrics) = jax.eval_shape(partial(_sweep_segment, spec=spec, num_chunks=1),
-                                           state, hps, *data)
-        outputs_like = (jax.tree.map(lambda a: jax.ShapeDtypeStruct(shape + a.shape[2:], a.dtype),
-                                     aux),
-                        {k: jax.ShapeDtypeStruct(shape, a.dtype) for k, a in metrics.items()})
-    state, aux, metrics, info = drive(
+        _, (aux, metrics, tracked) = jax.eval_shape(
+            partial(_sweep_segment, spec=spec, num_chunks=1), state, hps, *data)
+        def grid_shaped(a):
+            return jax.ShapeDtypeStruct(shape + a.shape[2:], a.dtype)
+        outputs_like = (jax.tree.map(grid_shaped, aux),
+                        {k: jax.ShapeDtypeStruct(shape, a.dtype) for k, a in metrics.items()},
+                        jax.tree.map(grid_shaped, tracked))
+    state, (aux, metrics, tracked), info = drive(
         spec, plan.relead(state, 2, shape), run, lead=n, outputs_like=outputs_like,
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
         keep=keep, meta=run_meta, progress=progress, desc=desc, resume_step=resume_step)
     return SweepResult(state.params, aux, metrics, state.diverged_at, grid=grid,
-                       blocks=blocks.count, bytes_per_device=used, checkpoint=info)
+                       blocks=blocks.count, bytes_per_device=used, checkpoint=info,
+                       tracked=tracked if track is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------

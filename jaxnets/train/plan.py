@@ -188,8 +188,9 @@ class Blocks(NamedTuple):
 
     def __call__(self, state: NamedTuple, hps: Hparams, data: tuple
                  ) -> tuple[NamedTuple, tuple[Any, dict[str, Array]]]:
-        """Every block for ``steps_per_call`` steps: (state, (losses [H, S, steps_per_call],
-        metrics {k: [H, S, steps_per_call // eval_every]}))."""
+        """Every block for ``steps_per_call`` steps: (state, (aux [H, S, steps_per_call, ...],
+        metrics {k: [H, S, steps_per_call // eval_every]}, tracked {k: [H, S, steps_per_call //
+        every, ...]}))."""
         in_shardings = self.compiled.input_shardings[0]
         rows = []
         for i in range(-(-self.n_h // self.b_h)):

@@ -61,6 +61,18 @@ class TrainState(NamedTuple):
     diverged_at: Array  # int32 [], the step whose loss or update was not finite; -1 if none
 
 
+class Tracker(Protocol):
+    """Something measured inside a run every ``every`` steps (``jaxnets.curvature.sharpness``):
+    ``tracker(state, hparams, data) -> {name: array}``; ``validate(params, data, where)`` raises
+    clear errors before compiling."""
+
+    every: int
+
+    def __call__(self, state: NamedTuple, hparams: Hparams, data: Any) -> dict[str, Array]: ...
+
+    def validate(self, params: PyTree, data: Any, where: str) -> None: ...
+
+
 class Step(Protocol):
     """What the driver needs of a step (see the module docstring)."""
 
@@ -255,12 +267,15 @@ class RunSpec:
 
     steps: steps of the run. eval_every: steps per chunk, between evaluations (divides steps).
     evaluate: (params, batch) -> {metric: scalar} on each evaluation set.
+    track: measured inside the run every ``track.every`` steps (which must divide eval_every),
+    e.g. ``curvature.sharpness``.
     """
 
     step: Step
     steps: int
     eval_every: int
     evaluate: EvalFn | None = None
+    track: Tracker | None = None
 
     @property
     def num_chunks(self) -> int:
@@ -275,6 +290,11 @@ class RunSpec:
         if self.steps % self.eval_every:
             raise ValueError(f"{where}: steps ({self.steps}) must be a multiple of eval_every "
                              f"({self.eval_every})")
+        every = getattr(self.track, "every", None)
+        if self.track is not None and (not isinstance(every, int) or every < 1
+                                       or self.eval_every % every):
+            raise ValueError(f"{where}: track.every ({every!r}) must be a positive integer "
+                             f"dividing eval_every ({self.eval_every})")
 
     def meta(self) -> dict:
         """Stable names of the run's functions and its settings (``checkpoint.describe``)."""
@@ -282,7 +302,8 @@ class RunSpec:
         return {"step": describe(type(self.step)),
                 **{k: v if isinstance(v, int) else describe(v) for k, v in step.items()},
                 "steps": self.steps, "eval_every": self.eval_every,
-                "evaluate": describe(self.evaluate)}
+                "evaluate": describe(self.evaluate),
+                **({} if self.track is None else {"track": describe(self.track)})}
 
 
 def evaluate_all(params: PyTree, eval_data: dict[str, Batch], evaluate: EvalFn | None
@@ -292,26 +313,54 @@ def evaluate_all(params: PyTree, eval_data: dict[str, Batch], evaluate: EvalFn |
             for k, v in evaluate(params, batch).items()}
 
 
-def train_chunk(state: NamedTuple, hparams: Hparams, data: Any, eval_data: dict[str, Batch],
-                spec: RunSpec, num_steps: int) -> tuple[NamedTuple, tuple[Any, dict]]:
-    """``num_steps`` steps in one ``lax.scan``, then ``spec.evaluate`` on ``eval_data``:
-    (state, (aux [num_steps, ...], metrics {"name/metric": scalar})).
+def _masked(state: NamedTuple, tree: PyTree) -> PyTree:
+    """NaN in every value once the run has diverged."""
+    return jax.tree.map(lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan), tree)
 
-    Metrics of a run that has diverged read NaN (masked), like its losses.
+
+def _tracked_steps(state: NamedTuple, hparams: Hparams, data: Any, xs: Any, spec: RunSpec,
+                   num_steps: int) -> tuple[NamedTuple, tuple[Any, dict]]:
+    """``num_steps`` steps as num_steps / every scans of ``every`` steps, ``spec.track`` after
+    each: (state, (aux [num_steps, ...], tracked {name: [num_steps / every, ...]}))."""
+    every = spec.track.every
+    n = num_steps // every
+
+    def group(s, x):
+        s, aux = jax.lax.scan(lambda s, x: spec.step(s, hparams, data, x), s, x, length=every)
+        return s, (aux, _masked(s, spec.track(s, hparams, data)))
+
+    xs = jax.tree.map(lambda a: a.reshape(n, every, *a.shape[1:]), xs)
+    state, (aux, tracked) = jax.lax.scan(group, state, xs, length=n)
+    return state, (jax.tree.map(lambda a: a.reshape(num_steps, *a.shape[2:]), aux), tracked)
+
+
+def train_chunk(state: NamedTuple, hparams: Hparams, data: Any, eval_data: dict[str, Batch],
+                spec: RunSpec, num_steps: int) -> tuple[NamedTuple, tuple[Any, dict, dict]]:
+    """``num_steps`` steps in one ``lax.scan``, then ``spec.evaluate`` on ``eval_data``:
+    (state, (aux [num_steps, ...], metrics {"name/metric": scalar}, tracked {name:
+    [num_steps / track.every, ...]}, empty without ``spec.track``)).
+
+    Metrics and tracked values of a run that has diverged read NaN (masked), like its losses.
     """
     xs = spec.step.schedule(state, num_steps, data)
-    state, aux = jax.lax.scan(lambda s, x: spec.step(s, hparams, data, x), state, xs,
-                              length=num_steps)
-    metrics = evaluate_all(state.params, eval_data, spec.evaluate)
-    metrics = jax.tree.map(lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan), metrics)
-    return state, (aux, metrics)
+    if spec.track is None:
+        state, aux = jax.lax.scan(lambda s, x: spec.step(s, hparams, data, x), state, xs,
+                                  length=num_steps)
+        tracked = {}
+    else:
+        state, (aux, tracked) = _tracked_steps(state, hparams, data, xs, spec, num_steps)
+    metrics = _masked(state, evaluate_all(state.params, eval_data, spec.evaluate))
+    return state, (aux, metrics, tracked)
 
 
 def train_chunks(state: NamedTuple, hparams: Hparams, data: Any, eval_data: dict[str, Batch],
-                 spec: RunSpec, num_chunks: int) -> tuple[NamedTuple, tuple[Any, dict]]:
-    """``num_chunks`` chunks of ``spec.eval_every`` steps in one ``lax.scan``:
-    (state, (aux [num_chunks * eval_every, ...], metrics {k: [num_chunks]}))."""
-    state, (aux, metrics) = jax.lax.scan(
+                 spec: RunSpec, num_chunks: int) -> tuple[NamedTuple, tuple[Any, dict, dict]]:
+    """``num_chunks`` chunks of ``spec.eval_every`` steps in one ``lax.scan``: (state, (aux
+    [num_chunks * eval_every, ...], metrics {k: [num_chunks]}, tracked {k: [num_chunks *
+    eval_every / track.every, ...]}))."""
+    state, (aux, metrics, tracked) = jax.lax.scan(
         lambda s, _: train_chunk(s, hparams, data, eval_data, spec, spec.eval_every), state,
         None, length=num_chunks)
-    return state, (jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), aux), metrics)
+    def flat(a):
+        return a.reshape(-1, *a.shape[2:])
+    return state, (jax.tree.map(flat, aux), metrics, jax.tree.map(flat, tracked))
