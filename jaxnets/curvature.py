@@ -13,11 +13,11 @@ eta < 2 / lambda_max. Cohen et al. (ICLR 2021) found that on neural networks ful
 descent drives lambda_max up until it reaches 2 / eta and then hovers there ("the edge of
 stability"); ``experiments.edge_of_stability`` reproduces it with ``sharpness`` below.
 
-Accuracy against ``iters`` (float64, measured by ``experiments.benchmark_curvature`` and the
-tests): Lanczos with full reorthogonalisation finds the top eigenvalue of the sin-MLP's Hessian
-to about 1e-6 relative in 20 iterations and to rounding once ``iters`` reaches P; subspace
-("power") iteration converges as (lambda_{k+1} / lambda_k)^iters, far slower when the top
-eigenvalues are close.
+Accuracy against ``iters`` (float64; ``experiments.benchmark_curvature``, the sin-MLP 64-40-10
+on digits, P = 3,010): the top eigenvalue's relative error after 5 / 10 / 20 / 40 iterations is
+4e-2 / 4e-5 / 2e-16 / 6e-16 with Lanczos, 5e-2 / 2e-2 / 2e-3 / 1.5e-5 with power iteration
+(which converges as (lambda_2 / lambda_1)^iters). With ``iters`` >= P, Lanczos is exact to
+rounding (the tests compare the top three eigenpairs with ``eigh`` to 1e-8).
 """
 
 from __future__ import annotations
