@@ -30,7 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import common
-from jaxnets import data, optim, runs, train
+from jaxnets import curvature, data, optim, runs, train
 from jaxnets.models import sin_mlp
 
 OptimizerName = Literal["sgd", "momentum", "nesterov", "adagrad", "adam"]
@@ -75,6 +75,10 @@ class Config(common.RunFlags):
     """digits: scikit-learn's bundled 8x8 digits. mnist: IDX files in --data-dir."""
     data_dir: Path | None = None
     """Folder with the MNIST IDX .gz files (required for --dataset mnist)."""
+    sharpness: bool = False
+    """Also measure each member's sharpness (the top Hessian eigenvalue of the training loss on
+    the whole training set, 20 Lanczos steps) at every evaluation, inside the compiled sweep;
+    written to metrics.jsonl as "sharpness" (null after a member diverged)."""
 
 
 def learning_rates(config: Config) -> np.ndarray:
@@ -154,6 +158,8 @@ def run(config: Config, progress: bool = True) -> dict:
                  "test": (jnp.asarray(split.x_test), jnp.asarray(split.y_test))}
     model = MODELS[config.model]
     init = partial(model.init, d=train_data[0].shape[1], d_h=config.hidden, m=10)
+    track = (curvature.sharpness(model.loss, every=config.eval_every) if config.sharpness
+             else None)
     with common.run_folder(config, "lr_sweep") as run_dir:
         per_opt, rows = {}, []
         for name in tqdm(config.optimizers, desc="lr_sweep", unit="optimizer",
@@ -163,7 +169,7 @@ def run(config: Config, progress: bool = True) -> dict:
                             batch_size=config.batch_size, seeds=config.seeds,
                             evaluate=model.metrics, eval_every=config.eval_every,
                             **common.checkpoint_args(config, run_dir, name), progress=progress,
-                            desc=f"lr_sweep {name}")
+                            desc=f"lr_sweep {name}", track=track)
             rows += curve_rows(name, lrs, r, config.eval_every)
             common.stop_if_interrupted(r, run_dir, rows)
             final = {k: np.asarray(v[..., -1]) for k, v in r.eval_metrics.items()}
@@ -188,8 +194,10 @@ def curve_rows(optimizer: str, lrs: np.ndarray, r: train.SweepResult, eval_every
                ) -> list[dict]:
     """metrics.jsonl's rows of one optimizer's sweep: every member's learning curve, one row
     per (learning rate, seed, evaluation), with ``diverged_at`` (-1 while finite; the metrics
-    are null from the evaluation after it)."""
+    are null from the evaluation after it) and, if tracked, the sharpness then."""
     metrics = {k: np.asarray(v) for k, v in r.eval_metrics.items()}  # [n_lr, n_seed, evals]
+    if r.tracked:  # tracked every evaluation: [n_lr, n_seed, evals, k = 1]
+        metrics["sharpness"] = np.asarray(r.tracked["sharpness"])[..., 0]
     n_lr, n_seed, n_eval = next(iter(metrics.values())).shape
     return [{"optimizer": optimizer, "learning_rate": float(lrs[i]),
              "seed": int(r.grid["seed"][j]), "step": (e + 1) * eval_every,

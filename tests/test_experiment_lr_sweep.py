@@ -10,7 +10,7 @@ import pytest
 from conftest import run_experiment
 
 from experiments import lr_sweep as exp
-from jaxnets import data, optim, runs, train
+from jaxnets import curvature, data, optim, runs, train
 from jaxnets.models import sin_mlp
 
 SMALL = dict(optimizers=("sgd", "adam"), lr_min=1e-3, lr_max=1e38, count=3, seeds=2,
@@ -53,6 +53,23 @@ def test_run_folder_table_and_members_equal_fit(tmp_path, drives):
                                               rel=1e-5)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["best"] == res["best"] and saved["diverged"] == {"sgd": 2, "adam": 2}
+
+
+def test_sharpness_of_every_member_at_every_evaluation(tmp_path):
+    cfg = exp.Config(optimizers=("sgd",), lr_min=0.01, lr_max=1.0, count=3, seeds=1, steps=100,
+                     eval_every=50, hidden=16, sharpness=True, run_dir=tmp_path)
+    exp.run(cfg, progress=False)
+    rows = runs.read_jsonl(tmp_path / "metrics.jsonl")
+    assert len(rows) == 3 * 2 and all(r["sharpness"] > 0 for r in rows)
+    split = data.digits()
+    tr = (jnp.asarray(split.x_train.reshape(len(split.x_train), -1)), jnp.asarray(split.y_train))
+    init = partial(sin_mlp.init, d=64, d_h=16, m=10)
+    for r in (rows[1], rows[5]):  # after 100 steps at lr 0.01 and 1.0
+        p = train.fit(jax.random.key(0), r["learning_rate"], tr, init=init, loss=sin_mlp.loss,
+                      optimizer=optim.get("sgd"), steps=100, batch_size=64).params
+        want = curvature.top_eigenvalues(sin_mlp.loss, p, tr, iters=20, key=jax.random.key(0))
+        assert r["step"] == 100
+        assert r["sharpness"] == pytest.approx(float(want[0][0]), rel=1e-3)
 
 
 def test_best_skips_diverged_rates_and_reports_none_when_all_diverge():
