@@ -19,7 +19,8 @@ the mean of enough calls to last ``--min-time`` s; medians reported):
   its time and relative error.
 - ``tracking``: ``experiments.edge_of_stability``'s default sweep (6 learning rates, full batch,
   --eos-steps steps) without and with ``curvature.sharpness(every=50, iters=...)`` for each
-  of --eos-iters. Goal: overhead <= 15 %.
+  of --eos-iters (each measurement warm-started from the last one's eigenvector). Goal:
+  overhead <= 15 %.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Config:
     """Largest P for which the dense Hessian is formed and diagonalised (P^2 float64 values)."""
     eos_steps: int = 1000
     """Steps of the tracking case's sweep."""
-    eos_iters: tuple[int, ...] = (20, 5)
+    eos_iters: tuple[int, ...] = (20, 3)
     """Lanczos iterations per measurement in the tracking case (one tracked sweep each)."""
     accuracy_iters: tuple[int, ...] = (5, 10, 20, 40)
     """Iterations at which the lanczos case reports each method's error (at the largest P

@@ -67,7 +67,8 @@ class Config(common.RunFlags):
     every: int = 50
     """Steps between two measurements of the sharpness (and of the training loss)."""
     iters: int = 20
-    """Lanczos iterations (Hessian-vector products) per measurement."""
+    """Lanczos iterations (Hessian-vector products) per measurement, each started from the last
+    measurement's top eigenvector (3 keep the tracking within 15 % of the run's time)."""
     hidden: int = 200
     """Units in each of the two hidden tanh layers."""
     target_accuracy: float = 0.99

@@ -10,13 +10,14 @@ from pathlib import Path
 
 # One persistent XLA compilation cache per test session, shared by the xdist workers and by the
 # experiments run as subprocesses (set before jax is imported, which reads these variables):
-# most of the suite's time is compiling, and many tests compile the same programs in other
-# processes (every resumed or interrupted run recompiles its experiment). Results do not
-# change: a cached executable is the one the compiler would build.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+# many tests compile the same programs in other processes (17.6 min without it, 14-16 with it
+# on a 2-core Xeon). Only compilations over 0.5 s are written: jaxlib 0.10.2 once crashed
+# (SIGSEGV in compilation_cache.put_executable_and_time) writing a small one from one of four
+# workers, and fewer writes make that rarer. JAXNETS_TESTS_CACHE=0 turns the cache off.
+if os.environ.get("JAXNETS_TESTS_CACHE") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxnets-tests-xla-")
     os.environ["JAXNETS_TESTS_OWN_CACHE"] = "1"
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import chex
 import jax

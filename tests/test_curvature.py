@@ -19,6 +19,7 @@ from jax.flatten_util import ravel_pytree
 from jaxnets import checkpoint, curvature, optim, train
 from jaxnets.checkpoint import CheckpointError
 from jaxnets.models import fc_tanh, mixer, sin_mlp
+from jaxnets.train import driver
 
 
 def _sin_mlp(seed=0, B=11, d=5, d_h=7, m=3, dtype=jnp.float64):
@@ -233,6 +234,13 @@ def test_fit_tracks_sharpness_every_k_steps_as_measured_on_the_params_then():
         want = curvature.top_eigenvalues(fc_tanh.loss, p, data, k=2, iters=30,
                                          key=jax.random.key(0))[0]
         np.testing.assert_allclose(r.tracked["sharpness"][i], want, rtol=2e-4)
+    # 3 Lanczos steps per measurement, each from the last one's eigenvector: Ritz values never
+    # exceed the top eigenvalue, and the error shrinks from measurement to measurement
+    warm = train.fit(jax.random.key(0), 0.1, data, track=curvature.sharpness(
+        fc_tanh.loss, every=10, k=1, iters=3), **FIT)
+    top = np.asarray(r.tracked["sharpness"][:, 0])
+    err = 1 - np.asarray(warm.tracked["sharpness"][:, 0]) / top
+    assert np.all(err >= -1e-5) and np.all(np.diff(err) < 0) and err[-1] < 1e-2
     plain = train.fit(jax.random.key(0), 0.1, data, **FIT)
     assert plain.tracked is None
     chex.assert_trees_all_equal(r.params, plain.params)  # tracking does not change training
@@ -242,7 +250,9 @@ def test_a_sweep_tracks_every_member_in_one_compile_and_resumes_with_its_history
     data = _data()
     lrs = np.geomspace(0.01, 0.3, 8).astype(np.float32)
     track = curvature.sharpness(fc_tanh.loss, every=10, iters=10)
+    compiled = driver._sweep_fn.cache_info().misses
     whole = train.sweep(lrs, data, track=track, **FIT)
+    assert driver._sweep_fn.cache_info().misses == compiled + 1  # one compiled sweep
     chex.assert_shape(whole.tracked["sharpness"], (8, 1, 4, 1))
     alone = train.fit(jax.random.key(0), lrs[5], data, track=track, **FIT)
     np.testing.assert_allclose(whole.tracked["sharpness"][5, 0], alone.tracked["sharpness"],

@@ -47,6 +47,7 @@ from jaxnets.train.step import (
     SupervisedStep,
     Tracker,
     check_pair,
+    init_run_state,
     train_chunks,
 )
 
@@ -139,8 +140,9 @@ def validate_spec(spec: RunSpec, key: Array, hparams: dict, train_data: Any,
             jax.eval_shape(lambda p, b=batch: spec.evaluate(p, b), state.params)
         if spec.track is not None:
             spec.track.validate(state.params, train_data, where)
-            jax.eval_shape(lambda s: spec.track(s, {"learning_rate": 0.0, **hparams},
-                                                train_data), state)
+            carry = jax.eval_shape(spec.track.init, state, train_data)
+            jax.eval_shape(lambda s, c: spec.track(s, {"learning_rate": 0.0, **hparams},
+                                                   train_data, c), state, carry)
 
 
 def validate_run(key: Array, train_data: Batch, eval_data: dict[str, Batch], *,
@@ -221,9 +223,9 @@ def _check_checkpointing(where: str, checkpoint_every: int) -> None:
 # ----------------------------------------------------------------------------------------------
 # One run.
 
-@partial(jax.jit, static_argnames=("step",))
-def _init_jit(key: Array, step: Step) -> PyTree:
-    return step.init_state(key)
+@partial(jax.jit, static_argnames=("spec",))
+def _init_jit(key: Array, spec: RunSpec, data: Any) -> PyTree:
+    return init_run_state(key, spec, data)
 
 
 @partial(jax.jit, static_argnames=("spec", "num_chunks"))
@@ -288,7 +290,8 @@ def fit(key: Array, learning_rate: Array | float, train_data: Any,
     run = partial(_chunks_jit, hparams=hparams, train_data=train_data, eval_data=eval_data,
                   spec=spec)
     state, (aux, metrics, tracked), info = drive(
-        spec, _init_jit(key, spec.step), lambda s, num_chunks: run(s, num_chunks=num_chunks),
+        spec, _init_jit(key, spec, train_data if spec.track else None),
+        lambda s, num_chunks: run(s, num_chunks=num_chunks),
         checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, keep=keep, meta=meta,
         progress=progress, desc=desc,
         stop=(lambda s: int(s.diverged_at) >= 0) if stop_when_diverged else None)
@@ -367,16 +370,16 @@ def _sweep_fn(mesh: Mesh, spec: RunSpec, num_chunks: int, layout: NamedTuple) ->
                                  out_specs=P("hp", "seed"), check_vma=False))
 
 
-@partial(jax.jit, static_argnames=("step",))
-def _init_seeds(keys: Array, step: Step) -> PyTree:
-    return jax.vmap(step.init_state)(keys)
+@partial(jax.jit, static_argnames=("spec",))
+def _init_seeds(keys: Array, spec: RunSpec, data: Any) -> PyTree:
+    return jax.vmap(lambda k: init_run_state(k, spec, data))(keys)
 
 
-def _sweep_init(keys: Array, n_h: int, step: Step) -> NamedTuple:
+def _sweep_init(keys: Array, n_h: int, spec: RunSpec, data: Any) -> NamedTuple:
     """Every member's initial state as ``plan.layout``, seed j's for all n_h hyperparameters:
     host views (``np.broadcast_to``) of one state per seed, so the grid costs no memory until a
     block of it is sent to a device."""
-    s = _init_seeds(keys, step)
+    s = _init_seeds(keys, spec, data if spec.track else None)
     wide = partial(jax.tree.map, lambda a: np.broadcast_to(np.asarray(a), (n_h, *a.shape)))
     return s._replace(**{f: wide(getattr(s, f)) for f in plan.member_fields(s)}, step=s.step[0])
 
@@ -467,7 +470,7 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
     mesh_axes = np.meshgrid(*(grid[k] for k in hp_names), indexing="ij")
     hps = {k: jnp.asarray(v.reshape(-1)) for k, v in zip(hp_names, mesh_axes, strict=True)}
     n_h, n_s = hps["learning_rate"].shape[0], len(keys)
-    state = _sweep_init(keys, n_h, spec.step)  # on the host
+    state = _sweep_init(keys, n_h, spec, train_data)  # on the host
     layout = plan.layout(state)
     sweep_meta = _sweep_meta(grid, train_data, eval_data, spec, layout)
     mesh = plan.mesh_for(list(devices or jax.devices()), n_h, n_s)

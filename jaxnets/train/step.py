@@ -26,6 +26,7 @@ replacement). The order depends only on (key, t), so a run split into chunks see
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
@@ -62,15 +63,48 @@ class TrainState(NamedTuple):
 
 
 class Tracker(Protocol):
-    """Something measured inside a run every ``every`` steps (``jaxnets.curvature.sharpness``):
-    ``tracker(state, hparams, data) -> {name: array}``; ``validate(params, data, where)`` raises
-    clear errors before compiling."""
+    """Something measured inside a run every ``every`` steps (``jaxnets.curvature.sharpness``).
+
+    ``init(state, data) -> carry`` once at the start of a run; then ``tracker(state, hparams,
+    data, carry) -> ({name: array}, carry)`` after every ``every`` steps. The carry (e.g. the
+    last top eigenvector, to warm-start the next measurement) travels in the run's state
+    (``tracked_state``), so chunks, sweeps, checkpoints and resume carry it too.
+    ``validate(params, data, where)`` raises clear errors before compiling.
+    """
 
     every: int
 
-    def __call__(self, state: NamedTuple, hparams: Hparams, data: Any) -> dict[str, Array]: ...
+    def init(self, state: NamedTuple, data: Any) -> PyTree: ...
+
+    def __call__(self, state: NamedTuple, hparams: Hparams, data: Any, carry: PyTree
+                 ) -> tuple[dict[str, Array], PyTree]: ...
 
     def validate(self, params: PyTree, data: Any, where: str) -> None: ...
+
+
+@functools.cache
+def _with_track(inner: type) -> type:
+    """``inner``'s fields and ``track`` (a tracker's carry): a NamedTuple type per state type."""
+    cls = NamedTuple(f"{inner.__name__}WithTrack",
+                     [(f, Any) for f in inner._fields] + [("track", Any)])
+    cls.inner = inner
+    return cls
+
+
+def tracked_state(state: NamedTuple, carry: PyTree) -> NamedTuple:
+    """The step's state with the tracker's carry as one more field, ``track``."""
+    return _with_track(type(state))(*state, carry)
+
+
+def _split_tracked(state: NamedTuple) -> tuple[NamedTuple, PyTree]:
+    return type(state).inner(*state[:-1]), state.track
+
+
+def init_run_state(key: Array, spec: RunSpec, data: Any) -> NamedTuple:
+    """A run's first state: ``spec.step.init_state(key)``, with ``spec.track.init``'s carry
+    when the run has a tracker."""
+    state = spec.step.init_state(key)
+    return state if spec.track is None else tracked_state(state, spec.track.init(state, data))
 
 
 class Step(Protocol):
@@ -318,20 +352,26 @@ def _masked(state: NamedTuple, tree: PyTree) -> PyTree:
     return jax.tree.map(lambda v: jnp.where(state.diverged_at < 0, v, jnp.nan), tree)
 
 
-def _tracked_steps(state: NamedTuple, hparams: Hparams, data: Any, xs: Any, spec: RunSpec,
+def _tracked_steps(state: NamedTuple, hparams: Hparams, data: Any, spec: RunSpec,
                    num_steps: int) -> tuple[NamedTuple, tuple[Any, dict]]:
-    """``num_steps`` steps as num_steps / every scans of ``every`` steps, ``spec.track`` after
-    each: (state, (aux [num_steps, ...], tracked {name: [num_steps / every, ...]}))."""
+    """``num_steps`` steps of a state with a tracker's carry (``tracked_state``), as
+    num_steps / every scans of ``every`` steps, ``spec.track`` after each: (state, (aux
+    [num_steps, ...], tracked {name: [num_steps / every, ...]}))."""
     every = spec.track.every
     n = num_steps // every
+    inner, carry = _split_tracked(state)
+    xs = spec.step.schedule(inner, num_steps, data)
 
-    def group(s, x):
+    def group(sc, x):
+        s, c = sc
         s, aux = jax.lax.scan(lambda s, x: spec.step(s, hparams, data, x), s, x, length=every)
-        return s, (aux, _masked(s, spec.track(s, hparams, data)))
+        values, c = spec.track(s, hparams, data, c)
+        return (s, c), (aux, _masked(s, values))
 
     xs = jax.tree.map(lambda a: a.reshape(n, every, *a.shape[1:]), xs)
-    state, (aux, tracked) = jax.lax.scan(group, state, xs, length=n)
-    return state, (jax.tree.map(lambda a: a.reshape(num_steps, *a.shape[2:]), aux), tracked)
+    (inner, carry), (aux, tracked) = jax.lax.scan(group, (inner, carry), xs, length=n)
+    return tracked_state(inner, carry), (
+        jax.tree.map(lambda a: a.reshape(num_steps, *a.shape[2:]), aux), tracked)
 
 
 def train_chunk(state: NamedTuple, hparams: Hparams, data: Any, eval_data: dict[str, Batch],
@@ -342,13 +382,13 @@ def train_chunk(state: NamedTuple, hparams: Hparams, data: Any, eval_data: dict[
 
     Metrics and tracked values of a run that has diverged read NaN (masked), like its losses.
     """
-    xs = spec.step.schedule(state, num_steps, data)
     if spec.track is None:
+        xs = spec.step.schedule(state, num_steps, data)
         state, aux = jax.lax.scan(lambda s, x: spec.step(s, hparams, data, x), state, xs,
                                   length=num_steps)
         tracked = {}
     else:
-        state, (aux, tracked) = _tracked_steps(state, hparams, data, xs, spec, num_steps)
+        state, (aux, tracked) = _tracked_steps(state, hparams, data, spec, num_steps)
     metrics = _masked(state, evaluate_all(state.params, eval_data, spec.evaluate))
     return state, (aux, metrics, tracked)
 
