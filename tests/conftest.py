@@ -8,13 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-# One persistent XLA compilation cache per test session, shared by the xdist workers and by the
-# experiments run as subprocesses (set before jax is imported, which reads these variables):
-# many tests compile the same programs in other processes (17.6 min without it, 14-16 with it
-# on a 2-core Xeon). Only compilations over 0.5 s are written: jaxlib 0.10.2 once crashed
-# (SIGSEGV in compilation_cache.put_executable_and_time) writing a small one from one of four
-# workers, and fewer writes make that rarer. JAXNETS_TESTS_CACHE=0 turns the cache off.
-if os.environ.get("JAXNETS_TESTS_CACHE") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+# With JAXNETS_TESTS_CACHE=1: one persistent XLA compilation cache per test session, shared by
+# the xdist workers and by the experiments run as subprocesses (set before jax is imported,
+# which reads these variables). Off by default: with it, jaxlib 0.10.2 crashes (SIGSEGV in
+# compilation_cache.put_executable_and_time) in test_train.py::test_chunked_run_equals_fit
+# (2 runs of 3 on a 2-core Xeon); the suite takes 17.6 min there without it.
+if os.environ.get("JAXNETS_TESTS_CACHE") == "1" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxnets-tests-xla-")
     os.environ["JAXNETS_TESTS_OWN_CACHE"] = "1"
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
