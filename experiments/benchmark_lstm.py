@@ -1,5 +1,6 @@
-"""Forward + backward time of jaxnets' scan LSTM against flax.linen's, and of the RNN's hand-written
-backprop through time against jax.grad, side by side in one run.
+"""Forward + backward time of jaxnets' LSTM (autodiff and the hand-derived backward) against
+flax.linen's and torch.nn.LSTM, and of the RNN's hand-written backprop through time against
+jax.grad and torch.nn.RNN, side by side in one run.
 
     python -m experiments.benchmark_lstm [--batch 64 --time 100 --hidden 128] [--json PATH]
 
@@ -7,30 +8,36 @@ Every variant is one jitted function of (params, (xs, y)) returning the loss and
 respect to all params, on the same random data (xs [B, T, d_x] and y [B, d_y] standard normal), a
 "last"-target mean squared error: L = (1/B) sum_n mean_k (W_y h_T + c - y_n)_k^2.
 - ``lstm ours``: ``jax.value_and_grad(rnn.loss)``, params from ``rnn.init(cell="lstm")``;
+- ``lstm ours (hand vjp)``: the same with ``backward="hand"`` (the hand-derived backward as a
+  ``jax.custom_vjp``); ``lstm hand BPTT``: ``rnn.lstm_value_and_bptt``;
 - ``lstm flax LSTMCell`` / ``lstm flax OptimizedLSTMCell``: ``flax.linen.RNN`` over that cell,
   then a ``flax.linen.Dense`` readout of h_T, the same loss, value_and_grad w.r.t. the flax
   params. Their params are ours rewritten in flax's layout, so all three compute one function;
 - ``rnn jax.grad``: ``jax.value_and_grad(rnn.loss)`` of the tanh RNN (params from ``rnn.init``);
 - ``rnn hand BPTT``: ``rnn.rnn_value_and_bptt`` (loss and gradients from one forward scan and the
-  hand-written reverse scan, as value_and_grad gives).
-With ``--extras`` (default on), also timed: the three LSTMs' loss alone (rows ``... [fwd]``), and
+  hand-written reverse scan, as value_and_grad gives);
+- with torch installed, ``lstm torch.nn.LSTM`` and ``rnn torch.nn.RNN``: the same loss and
+  backward on the same weights (W_x = weight_ih, W_h = weight_hh, b = bias_ih + bias_hh with
+  bias_hh = 0, gates i, f, g, o; a ``torch.nn.Linear`` readout), on ``--threads`` threads.
+With ``--extras`` (default on), also timed: the LSTMs' loss alone (rows ``... [fwd]``), and
 the RNN's gradients alone, ``jax.grad(rnn.loss)`` and ``rnn.rnn_bptt`` (rows ``... [grad]``).
 
-Before timing, the script checks that the variants agree: the flax gradients, mapped onto ours with
-``rnn.flax_lstm_params`` (and W_y = kernel^T, c = bias for the readout), must equal ours, and the
-hand BPTT gradients jax.grad's, each leaf to a relative error (Frobenius norms) of ``--rtol``; it
-raises ``Disagreement`` otherwise. Then each executable is compiled (``jit.lower().compile()``,
-timed: the compile column), called ``--warmup`` times, and timed ``--repeats`` times with
-``block_until_ready``, all variants round-robin in each round (the order reversed every round,
-ABBA), so that load on the machine hits each alike. Reported: median ms per call, the ratios of
-medians ours / flax and hand BPTT / jax.grad, and the issue's goals (ours LSTM <= 1.0x flax's,
-hand BPTT <= 1.1x jax.grad) as PASS/FAIL.
+Before timing, the script checks that the variants agree: the flax and torch gradients, mapped
+onto ours (flax's with ``rnn.flax_lstm_params`` and W_y = kernel^T, c = bias for the readout),
+must equal ours, and the hand backward's autodiff's, each leaf to a relative error (Frobenius
+norms) of ``--rtol``; it raises ``Disagreement`` otherwise. Then each executable is compiled
+(``jit.lower().compile()``, timed: the compile column; torch compiles nothing: '-'), called
+``--warmup`` times, and timed ``--repeats`` times with ``block_until_ready``, all variants
+round-robin in each round (the order reversed every round, ABBA), so that load on the machine
+hits each alike. Reported: median ms per call, the ratios of medians, and the goals (time
+ratios: ours <= 1.0x flax's and torch's, hand BPTT <= 1.1x jax.grad) as PASS/FAIL.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from functools import partial
@@ -79,6 +86,10 @@ class Config:
     float32, 1e-10 for float64)."""
     seed: int = 0
     """PRNG seed of the params and the random data."""
+    torch: bool = True
+    """Also time torch.nn.LSTM and torch.nn.RNN (when torch is installed)."""
+    threads: int | None = None
+    """torch.set_num_threads (default os.cpu_count(), the threads XLA:CPU's pool uses)."""
     json: Path | None = None
     """Also write the figures (with date, machine, versions and config) to this JSON file."""
 
@@ -88,12 +99,24 @@ RATIOS = (
     ("lstm ours", "lstm flax LSTMCell", 1.0),
     ("lstm ours", "lstm flax OptimizedLSTMCell", 1.0),
     ("rnn hand BPTT", "rnn jax.grad", 1.1),
+    ("lstm ours", "lstm torch.nn.LSTM", 1.0),
+    ("lstm ours (hand vjp)", "lstm torch.nn.LSTM", 1.0),
+    ("lstm hand BPTT", "lstm torch.nn.LSTM", 1.0),
+    ("lstm ours [fwd]", "lstm torch.nn.LSTM [fwd]", 1.0),
+    ("rnn jax.grad", "rnn torch.nn.RNN", 1.0),
+    ("rnn hand BPTT", "rnn torch.nn.RNN", 1.0),
+    ("lstm ours (hand vjp)", "lstm ours", None),
     ("lstm ours [fwd]", "lstm flax LSTMCell [fwd]", None),
     ("lstm ours [fwd]", "lstm flax OptimizedLSTMCell [fwd]", None),
     ("rnn hand BPTT [grad]", "rnn jax.grad [grad]", None),
 )
 # Pairs whose losses and gradients (mapped onto ours) must agree: (reference, other).
 AGREE = (
+    ("lstm ours", "lstm ours (hand vjp)"),
+    ("lstm ours", "lstm hand BPTT"),
+    ("lstm ours", "lstm torch.nn.LSTM"),
+    ("rnn jax.grad", "rnn torch.nn.RNN"),
+    ("lstm ours [fwd]", "lstm torch.nn.LSTM [fwd]"),
     ("lstm ours", "lstm flax LSTMCell"),
     ("lstm ours", "lstm flax OptimizedLSTMCell"),
     ("rnn jax.grad", "rnn hand BPTT"),
@@ -151,6 +174,7 @@ class Variant:
     args: tuple
     to_ours: Callable = lambda out: out  # noqa: E731
     pass_: str = "fwd+bwd"
+    jit: bool = True  # False: a torch callable, timed as it is
 
 
 def variants(config: Config) -> dict[str, Variant]:
@@ -162,13 +186,70 @@ def variants(config: Config) -> dict[str, Variant]:
                            config.outputs)
     k_lstm, k_rnn, k_x, k_y = jax.random.split(jax.random.key(config.seed), 4)
     batch = (jax.random.normal(k_x, (B, T, d_x), dtype), jax.random.normal(k_y, (B, d_y), dtype))
+    torch = _torch() if config.torch else None
     out = {}
-    if "lstm" in config.models:
-        out |= lstm_variants(config, rnn.init(k_lstm, d_x, d_h, d_y, cell="lstm", dtype=dtype),
-                             batch)
-    if "rnn" in config.models:
-        out |= rnn_variants(config, rnn.init(k_rnn, d_x, d_h, d_y, cell="rnn", dtype=dtype),
-                            batch)
+    for cell, key, make in (("lstm", k_lstm, lstm_variants), ("rnn", k_rnn, rnn_variants)):
+        if cell in config.models:
+            params = rnn.init(key, d_x, d_h, d_y, cell=cell, dtype=dtype)
+            out |= make(config, params, batch)
+            if torch is not None:
+                out |= torch_variants(torch, config, cell, params, batch)
+    return out
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def torch_variants(torch, config: Config, cell: str, params: rnn.Params, batch
+                   ) -> dict[str, Variant]:
+    """torch.nn.LSTM / torch.nn.RNN (tanh) with a Linear readout of h_T, on our weights: the loss
+    and every gradient by autograd (with extras, the LSTM's loss alone under no_grad)."""
+    torch.set_num_threads(config.threads or os.cpu_count())
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[config.dtype]
+    as_t = lambda a: torch.from_numpy(np.array(a)).to(tdtype)  # noqa: E731
+    d_x, d_h, d_y = rnn.sizes(params)
+    module = (torch.nn.LSTM if cell == "lstm" else torch.nn.RNN)(d_x, d_h, batch_first=True,
+                                                                  dtype=tdtype)
+    readout = torch.nn.Linear(d_h, d_y, dtype=tdtype)
+    with torch.no_grad():
+        module.weight_ih_l0.copy_(as_t(params["W_x"]))
+        module.weight_hh_l0.copy_(as_t(params["W_h"]))
+        module.bias_ih_l0.copy_(as_t(params["b"]))
+        module.bias_hh_l0.zero_()
+        readout.weight.copy_(as_t(params["W_y"]))
+        readout.bias.copy_(as_t(params["c"]))
+    xs, y = as_t(batch[0]), as_t(batch[1])
+
+    def loss():
+        _, h = module(xs)
+        h_T = h[0] if cell == "lstm" else h  # LSTM: (h_n, c_n), each [1, B, d_h]
+        return torch.mean((readout(h_T[0]) - y) ** 2)
+
+    def value_and_grad():
+        module.zero_grad(set_to_none=True)
+        readout.zero_grad(set_to_none=True)
+        value = loss()
+        value.backward()
+        return value
+
+    def forward():
+        with torch.no_grad():
+            return loss()
+
+    def to_ours(value):
+        grads = {"W_x": module.weight_ih_l0.grad, "W_h": module.weight_hh_l0.grad,
+                 "b": module.bias_ih_l0.grad, "W_y": readout.weight.grad, "c": readout.bias.grad}
+        return float(value), {k: g.numpy() for k, g in grads.items()}
+
+    name = f"{cell} torch.nn.{'LSTM' if cell == 'lstm' else 'RNN'}"
+    out = {name: Variant(value_and_grad, (), to_ours, jit=False)}
+    if config.extras and cell == "lstm":
+        out[f"{name} [fwd]"] = Variant(forward, (), lambda v: (float(v), None), "fwd", jit=False)
     return out
 
 
@@ -195,7 +276,11 @@ def lstm_variants(config: Config, lstm_params: rnn.Params, batch) -> dict[str, V
     """Ours and flax's LSTMs on the same params and data (fwd+bwd; with extras, fwd alone too)."""
     loss = partial(rnn.loss, kind="mse", target="last")
     d_h, d_y = config.hidden, config.outputs
-    out = {"lstm ours": Variant(jax.value_and_grad(loss), (lstm_params, batch))}
+    out = {"lstm ours": Variant(jax.value_and_grad(loss), (lstm_params, batch)),
+           "lstm ours (hand vjp)": Variant(jax.value_and_grad(partial(loss, backward="hand")),
+                                           (lstm_params, batch)),
+           "lstm hand BPTT": Variant(partial(rnn.lstm_value_and_bptt, kind="mse",
+                                             target="last"), (lstm_params, batch))}
     forward = {"lstm ours [fwd]": Variant(loss, (lstm_params, batch), lambda o: (o, None), "fwd")}
     flax_params = to_flax_params(lstm_params)
     for name in FLAX_CELLS:
@@ -259,8 +344,8 @@ def bench(config: Config) -> dict:
     compiled, compile_s = {}, {}
     for name, v in vs.items():
         t0 = time.perf_counter()
-        compiled[name] = jax.jit(v.fn).lower(*v.args).compile()
-        compile_s[name] = time.perf_counter() - t0
+        compiled[name] = jax.jit(v.fn).lower(*v.args).compile() if v.jit else v.fn
+        compile_s[name] = time.perf_counter() - t0 if v.jit else None
     rtol = config.rtol if config.rtol is not None else (
         1e-4 if config.dtype == "float32" else 1e-10)
     agreement = check_agreement(
@@ -322,8 +407,9 @@ def table(res: dict) -> str:
              f"{'compile s':>9s}"]
     for r in res["rows"]:
         iqr = f"{r['q25_s'] * 1e3:.2f}-{r['q75_s'] * 1e3:.2f}"
+        compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
         lines.append(f"{r['variant']:34s} {r['pass']:>7s} {r['median_s'] * 1e3:10.2f} "
-                     f"{iqr:>15s} {r['compile_s']:9.2f}")
+                     f"{iqr:>15s} {compile_s:>9s}")
     lines += ["", f"{'ratio of medians':68s} {'ratio':>6s} {'goal':>7s}"]
     for r in res["ratios"]:
         goal = "-" if r["goal"] is None else f"<= {r['goal']:.1f}"

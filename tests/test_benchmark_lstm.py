@@ -14,9 +14,12 @@ from jaxnets.models import rnn
 
 SMALL = dict(batch=4, time=5, hidden=8, features=3, outputs=2, repeats=2, warmup=1)
 ARGV = [f"--{k}={v}" for k, v in SMALL.items()]
-VARIANTS = {"lstm ours", "lstm flax LSTMCell", "lstm flax OptimizedLSTMCell", "rnn jax.grad",
-            "rnn hand BPTT", "lstm ours [fwd]", "lstm flax LSTMCell [fwd]",
-            "lstm flax OptimizedLSTMCell [fwd]", "rnn jax.grad [grad]", "rnn hand BPTT [grad]"}
+VARIANTS = {"lstm ours", "lstm ours (hand vjp)", "lstm hand BPTT", "lstm flax LSTMCell",
+            "lstm flax OptimizedLSTMCell", "rnn jax.grad", "rnn hand BPTT", "lstm ours [fwd]",
+            "lstm flax LSTMCell [fwd]", "lstm flax OptimizedLSTMCell [fwd]",
+            "rnn jax.grad [grad]", "rnn hand BPTT [grad]"}
+TORCH_VARIANTS = {"lstm torch.nn.LSTM", "lstm torch.nn.LSTM [fwd]", "rnn torch.nn.RNN"}
+HAS_TORCH = bl._torch() is not None
 
 
 @pytest.mark.slow  # a benchmark script end to end (10 s)
@@ -28,15 +31,20 @@ def test_benchmark_lstm_runs_small_and_writes_its_json(tmp_path, capsys):
     assert {"date", "machine", "device", "jax", "jaxlib", "flax", "config", "rows", "ratios",
             "agreement_max_rel_err", "agreement_rtol", "all_goals_met"} <= set(res)
     assert res["config"] == {**SMALL, "models": ["lstm", "rnn"], "extras": True,
-                             "dtype": "float32", "rtol": None, "seed": 0, "json": None}
+                             "dtype": "float32", "rtol": None, "seed": 0, "torch": True,
+                             "threads": None, "json": None}
     rows = {r["variant"]: r for r in res["rows"]}
-    assert set(rows) == VARIANTS
+    assert set(rows) == VARIANTS | (TORCH_VARIANTS if HAS_TORCH else set())
     for name, r in rows.items():
         for key in ("median_s", "q25_s", "q75_s", "min_s", "compile_s"):
+            if key == "compile_s" and name in TORCH_VARIANTS:
+                assert r[key] is None  # torch compiles nothing
+                continue
             assert math.isfinite(r[key]) and r[key] > 0, (name, key, r[key])
         assert r["min_s"] <= r["q25_s"] <= r["median_s"] <= r["q75_s"]
         assert name in printed
-    assert [(r["numerator"], r["denominator"], r["goal"]) for r in res["ratios"]] == list(bl.RATIOS)
+    assert [(r["numerator"], r["denominator"], r["goal"]) for r in res["ratios"]] == [
+        ratio for ratio in bl.RATIOS if {ratio[0], ratio[1]} <= set(rows)]
     for r in res["ratios"]:
         assert r["ratio"] == pytest.approx(
             rows[r["numerator"]]["median_s"] / rows[r["denominator"]]["median_s"], rel=1e-12)
@@ -44,7 +52,7 @@ def test_benchmark_lstm_runs_small_and_writes_its_json(tmp_path, capsys):
         verdict = "" if r["met"] is None else ("PASS" if r["met"] else "FAIL")
         assert f"{r['ratio']:5.2f}x" in printed and verdict in printed
     assert res["all_goals_met"] == all(r["met"] for r in res["ratios"] if r["goal"] is not None)
-    assert len(res["agreement_max_rel_err"]) == len(bl.AGREE)
+    assert len(res["agreement_max_rel_err"]) == sum({a, b} <= set(rows) for a, b in bl.AGREE)
     assert all(0 <= e <= res["agreement_rtol"] == 1e-4
                for e in res["agreement_max_rel_err"].values())
 
@@ -93,3 +101,24 @@ def test_the_benchmark_refuses_to_time_a_flax_lstm_that_computes_something_else(
                         partial(nn.OptimizedLSTMCell, activation_fn=nn.relu))
     with pytest.raises(bl.Disagreement, match="lstm flax OptimizedLSTMCell disagrees"):
         bl.run(bl.Config(**SMALL, models=("lstm",), extras=False))
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is not installed")
+def test_torch_lstm_and_rnn_compute_our_loss_and_gradients():
+    """The weight mapping onto torch.nn.LSTM / RNN: their loss and gradients equal ours in
+    float64, and a wrong mapping (a gate order swapped) is caught."""
+    config = bl.Config(**SMALL, dtype="float64")
+    with jax.enable_x64(True):
+        vs = bl.variants(config)
+        outputs = {name: v.to_ours(v.fn(*v.args)) for name, v in vs.items()
+                   if name in ("lstm ours", "rnn jax.grad") or name in TORCH_VARIANTS}
+        errs = bl.check_agreement(outputs, 1e-10)
+        assert set(errs) == {"lstm torch.nn.LSTM vs lstm ours", "rnn torch.nn.RNN vs rnn jax.grad"}
+        torch_lstm = vs["lstm torch.nn.LSTM"]
+        loss, grads = torch_lstm.to_ours(torch_lstm.fn())
+        d_h = SMALL["hidden"]
+        swapped = dict(grads, W_h=np.concatenate([grads["W_h"][d_h:2 * d_h], grads["W_h"][:d_h],
+                                                  grads["W_h"][2 * d_h:]]))
+        with pytest.raises(bl.Disagreement, match="W_h"):
+            bl.check_agreement({"lstm ours": outputs["lstm ours"],
+                                "lstm torch.nn.LSTM": (loss, swapped)}, 1e-10)

@@ -417,9 +417,9 @@ def test_flax_lstm_cells_map_onto_ours(x64, cls):
 # ---------------------------------------------------------------------------------------------
 # 5. Hand BPTT
 
-def _bptt_case(B, T, d_x, d_h, d_y, seed, kind, target, padded):
+def _bptt_case(B, T, d_x, d_h, d_y, seed, kind, target, padded, cell="rnn"):
     rng = np.random.default_rng(seed)
-    p = _params(seed, d_x, d_h, d_y)
+    p = _params(seed, d_x, d_h, d_y, cell)
     xs = jnp.asarray(rng.normal(size=(B, T, d_x)))
     y = _targets(rng, B, T, d_y, kind, target)
     return p, (xs, y), (_lengths(rng, B, T) if padded else None)
@@ -464,6 +464,104 @@ class BpttTest(chex.TestCase):
         with jax.enable_x64(True):
             case = _bptt_case(B, T, d_x, d_h, d_y, seed, kind, target, padded)
             self._check(case, kind, target, phi)
+
+
+class LstmBpttTest(chex.TestCase):
+    """The whole LSTM backward by hand (``lstm_value_and_bptt``) against jax.value_and_grad."""
+
+    def _check(self, case, kind, target):
+        p, batch, lengths = case
+        kw = dict(kind=kind, target=target)
+        value, manual = self.variant(partial(rnn.lstm_value_and_bptt, **kw))(p, batch, lengths)
+        auto = grad_loss(p, batch, lengths, **kw)
+        np.testing.assert_allclose(value, rnn.loss(p, batch, lengths, **kw), rtol=1e-12)
+        chex.assert_trees_all_equal_structs(manual, auto)
+        assert rel_err(manual, auto) <= 1e-10, (kw, lengths, rel_err(manual, auto))
+        chex.assert_trees_all_close(manual, auto, rtol=1e-10, atol=1e-14)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_lstm_bptt_equals_jax_grad_for_every_loss_target_and_padding(self):
+        with jax.enable_x64(True):
+            for j, (kind, target, padded) in enumerate(itertools.product(
+                    rnn.LOSSES, rnn.TARGETS, (False, True))):
+                self._check(_bptt_case(4, 5, 3, 4, 3, 31 + j, kind, target, padded, "lstm"),
+                            kind, target)
+            self._check(_bptt_case(3, 1, 2, 3, 2, 32, "mse", "sequence", True, "lstm"), "mse",
+                        "sequence")
+
+    @chex.variants(with_jit=True)
+    @settings(max_examples=max(1, settings().max_examples // 2))
+    @given(B=st.integers(1, 4), T=st.integers(1, 6), d_x=st.integers(1, 4),
+           d_h=st.integers(1, 5), d_y=st.integers(1, 4), seed=st.integers(0, 2**31 - 1),
+           kind=st.sampled_from(rnn.LOSSES), target=st.sampled_from(rnn.TARGETS),
+           padded=st.booleans())
+    def test_lstm_bptt_equals_jax_grad_random_shapes(self, B, T, d_x, d_h, d_y, seed, kind,
+                                                     target, padded):
+        with jax.enable_x64(True):
+            self._check(_bptt_case(B, T, d_x, d_h, d_y, seed, kind, target, padded, "lstm"),
+                        kind, target)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_custom_vjp_scan_equals_autodiff_in_every_input(self):
+        """backward="hand" (jax.custom_vjp) against autodiff of the same scan: the cotangents of
+        the params, the inputs xs and the initial carry (h_0, c_0), for cotangents on both the
+        final carry and every output h_t, with padding."""
+        with jax.enable_x64(True):
+            rng = np.random.default_rng(33)
+            p, xs, lengths = _padded("lstm", 0.0)
+            carry = tuple(jnp.asarray(rng.normal(size=(B_PAD, 4))) for _ in range(2))
+            ct = ((jnp.asarray(rng.normal(size=(B_PAD, 4))),
+                   jnp.asarray(rng.normal(size=(B_PAD, 4)))),
+                  jnp.asarray(rng.normal(size=(B_PAD, T_PAD, 4))))
+
+            def vjp(backward):
+                def f(p, xs, carry):
+                    return rnn.scan(p, xs, lengths, carry, backward=backward)
+                out, pullback = jax.vjp(f, p, xs, carry)
+                return out, pullback(ct)
+
+            (out_h, grads_h), (out_a, grads_a) = (self.variant(partial(vjp, b))()
+                                                  for b in ("hand", "autodiff"))
+            chex.assert_trees_all_close(out_h, out_a, rtol=1e-13, atol=1e-15)
+            chex.assert_trees_all_equal_structs(grads_h, grads_a)
+            chex.assert_trees_all_close(grads_h, grads_a, rtol=1e-11, atol=1e-14)
+
+
+def test_hand_backward_keeps_nan_padding_out_and_passes_check_grads(x64):
+    p, xs0, lengths = _padded("lstm", 0.0)
+    _, xs, _ = _padded("lstm", np.nan)
+    y = _targets(np.random.default_rng(34), B_PAD, T_PAD, 2, "xent", "sequence")
+    kw = dict(kind="xent", target="sequence")
+    g_hand = jax.jit(jax.grad(partial(rnn.loss, backward="hand", **kw)))
+    g = g_hand(p, (xs, y), lengths)
+    assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(g))
+    chex.assert_trees_all_close(g, grad_loss(p, (xs0, y), lengths, **kw), rtol=1e-11,
+                                atol=1e-14)
+    _, bptt = jax.jit(partial(rnn.lstm_value_and_bptt, **kw))(p, (xs, y), lengths)
+    chex.assert_trees_all_close(bptt, g, rtol=1e-11, atol=1e-14)
+    f = jax.jit(lambda p, lengths: rnn.loss(p, (xs0, y), lengths, backward="hand", **kw))
+    jax.test_util.check_grads(lambda p: f(p, lengths), (p,), order=1, modes=["rev"])
+
+
+def test_lstm_forward_keeps_the_gates_and_frozen_states(x64):
+    p, xs, lengths = _padded("lstm", 0.0)
+    fwd = rnn.lstm_forward(p, xs, lengths)
+    chex.assert_shape([fwd.i, fwd.f, fwd.g, fwd.o], (T_PAD, B_PAD, 4))
+    chex.assert_shape([fwd.c, fwd.h], (T_PAD + 1, B_PAD, 4))
+    (h_T, c_T), hs = rnn.scan(p, xs, lengths)
+    np.testing.assert_allclose(fwd.h[-1], h_T, rtol=1e-13)
+    np.testing.assert_allclose(fwd.c[-1], c_T, rtol=1e-13)
+    for n, L in enumerate(LENGTHS):
+        np.testing.assert_allclose(fwd.h[1:L + 1, n], hs[n, :L], rtol=1e-13)
+        # c_t = f_t c_{t-1} + i_t g_t at the real steps, frozen after
+        np.testing.assert_allclose(fwd.c[1:L + 1, n], fwd.f[:L, n] * fwd.c[:L, n]
+                                   + fwd.i[:L, n] * fwd.g[:L, n], rtol=1e-13)
+        np.testing.assert_array_equal(fwd.c[L:, n], np.broadcast_to(fwd.c[L, n],
+                                                                    fwd.c[L:, n].shape))
+    with pytest.raises(ValueError, match="params are an RNN's"):
+        rnn.lstm_forward(_params(0, 3, 4, 2), xs)
+    with pytest.raises(ValueError, match="unknown backward 'manual'"):
+        rnn.loss(p, (xs, jnp.zeros((B_PAD, 2))), backward="manual")
 
 
 def test_check_grads_on_the_loss(x64):

@@ -194,8 +194,12 @@ def zero_carry(params: Params, batch: int):
 REMAT = {"rnn": False, "lstm": True}
 
 
+BACKWARDS = ("autodiff", "hand")
+
+
 def scan(params: Params, xs: Array, lengths: Array | None = None, carry=None, *,
-         phi: str = "tanh", unroll: int = 1, remat: bool | None = None):
+         phi: str = "tanh", unroll: int = 1, remat: bool | None = None,
+         backward: str = "autodiff"):
     """Run the cell over a batch of sequences with ``lax.scan``.
 
     Each step projects its own x_t (u_t = W_x x_t + b).
@@ -208,14 +212,23 @@ def scan(params: Params, xs: Array, lengths: Array | None = None, carry=None, *,
       remat: rematerialise each step in the backward pass (``jax.checkpoint``, nothing saved
         but the carry) instead of storing its intermediates; same values and gradients. None
         (the default): ``REMAT[cell]``, on for the LSTM, off for the RNN.
+      backward: how the LSTM's gradient is computed: "autodiff" (JAX differentiates the scan)
+        or "hand" (``jax.custom_vjp`` with the hand-derived backward ``_lstm_bptt_scan``, the
+        same values to rounding). The RNN always uses autodiff here; its hand BPTT is
+        ``rnn_value_and_bptt``.
     Returns:
       (carry, hs): the carry at each sequence's own last step, and hs [B, T, d_h] (zero past
       each length).
     """
     _check_inputs(params, xs, lengths, "rnn.scan")
+    if backward not in BACKWARDS:
+        raise ValueError(f"rnn.scan: unknown backward {backward!r}; expected one of {BACKWARDS}")
     cell = cell_of(params)
     carry = zero_carry(params, xs.shape[0]) if carry is None else carry
     x, mask = _time_major(xs, lengths)
+    if cell == "lstm" and backward == "hand":
+        carry, hs = _lstm_scan_hand(params["W_h"], params["W_x"], params["b"], x, mask, *carry)
+        return carry, jnp.swapaxes(hs, 0, 1)
     W_hT, W_xT, b = params["W_h"].T, params["W_x"].T, params["b"]
 
     if cell == "rnn":
@@ -243,18 +256,19 @@ def _readout(params: Params, h: Array) -> Array:
     return h @ params["W_y"].T + params["c"]
 
 
-def apply(params: Params, xs: Array, lengths: Array | None = None, *, phi: str = "tanh"
-          ) -> Array:
+def apply(params: Params, xs: Array, lengths: Array | None = None, *, phi: str = "tanh",
+          backward: str = "autodiff") -> Array:
     """Outputs o_t = W_y h_t + c at every step. xs: [B, T, d_x]. Returns [B, T, d_y] (zero past
-    each length)."""
-    _, hs = scan(params, xs, lengths, phi=phi)
+    each length). ``backward``: as in ``scan``."""
+    _, hs = scan(params, xs, lengths, phi=phi, backward=backward)
     return _readout(params, hs) * _mask(xs, lengths).T[..., None]
 
 
-def apply_last(params: Params, xs: Array, lengths: Array | None = None, *, phi: str = "tanh"
-               ) -> Array:
-    """The output at each sequence's last step, W_y h_{T_n} + c. xs: [B, T, d_x] -> [B, d_y]."""
-    carry, _ = scan(params, xs, lengths, phi=phi)
+def apply_last(params: Params, xs: Array, lengths: Array | None = None, *, phi: str = "tanh",
+               backward: str = "autodiff") -> Array:
+    """The output at each sequence's last step, W_y h_{T_n} + c. xs: [B, T, d_x] -> [B, d_y].
+    ``backward``: as in ``scan``."""
+    carry, _ = scan(params, xs, lengths, phi=phi, backward=backward)
     return _readout(params, carry if cell_of(params) == "rnn" else carry[0])
 
 
@@ -290,21 +304,24 @@ def _step_loss(o: Array, y: Array, kind: str) -> Array:
 
 
 def loss(params: Params, batch: Batch, lengths: Array | None = None, *, kind: str = "mse",
-         target: str = "last", phi: str = "tanh") -> Array:
+         target: str = "last", phi: str = "tanh", backward: str = "autodiff") -> Array:
     """Mean over the batch of the summed per-step losses (see above).
 
     Args:
       batch: (xs [B, T, d_x], y), y [B, d_y] floats ("mse", "last"), [B] ints ("xent", "last"),
         [B, T, d_y] or [B, T] for target "sequence".
       lengths: [B] ints in 1..T (default: all T).
+      backward: the LSTM's gradient, "autodiff" or "hand" (``scan``); ``jax.grad`` of this
+        loss with "hand" runs the hand-derived backward through time.
     Returns a scalar.
     """
     xs, y = batch
     _check_inputs(params, xs, lengths, "rnn.loss")
     _check_targets(params, xs, y, kind, target, "rnn.loss")
+    kw = dict(phi=phi, backward=backward)
     if target == "last":
-        return jnp.mean(_step_loss(apply_last(params, xs, lengths, phi=phi), y, kind))
-    l_t = _step_loss(apply(params, xs, lengths, phi=phi), y, kind)  # [B, T]
+        return jnp.mean(_step_loss(apply_last(params, xs, lengths, **kw), y, kind))
+    l_t = _step_loss(apply(params, xs, lengths, **kw), y, kind)  # [B, T]
     return jnp.sum(jnp.where(_mask(xs, lengths).T > 0, l_t, 0)) / xs.shape[0]  # NaN-proof
 
 
@@ -401,25 +418,40 @@ def rnn_value_and_bptt(params: Params, batch: Batch, lengths: Array | None = Non
     xs, y = batch
     _check_inputs(params, xs, lengths, "rnn.rnn_bptt")
     _check_targets(params, xs, y, kind, target, "rnn.rnn_bptt")
-    B, T = xs.shape[:2]
     a, h = rnn_forward(params, xs, lengths, phi=phi)
     x, mask = _time_major(xs, lengths)  # [T, B, d_x], [T, B, 1]
+    value, do = _readout_value_and_grad(params, xs, y, lengths, kind, target, h[1:])
+    da = _bptt_scan(params["W_h"], do @ params["W_y"], a, mask, _activation(phi)[1])
+    return value, {**_recurrent_grads(da, h[:-1], x), **_readout_grads(do, h[1:])}
+
+
+def _readout_value_and_grad(params: Params, xs: Array, y: Array, lengths: Array | None,
+                            kind: str, target: str, h: Array) -> tuple[Array, Array]:
+    """(L, dL/do_t) of the readout o_t = W_y h_t + c of h [T, B, d_h] (h_1..h_T, time-major),
+    do: [T, B, d_y]. Target "last" weights only t = T_n - 1 (h is frozen past a length)."""
+    B, T = xs.shape[:2]
     if target == "last":
         last = T - 1 if lengths is None else lengths - 1
         weight = (jnp.arange(T)[:, None] == last).astype(xs.dtype) / B  # only t = T_n - 1
         y = jnp.broadcast_to(y, (T, *y.shape))
     else:
-        weight = mask[..., 0] / B
+        weight = _mask(xs, lengths) / B
         y = jnp.swapaxes(y, 0, 1)
-    value, do = _output_grads(_readout(params, h[1:]), y, weight, kind)  # do: [T, B, d_y]
-    da = _bptt_scan(params["W_h"], do @ params["W_y"], a, mask, _activation(phi)[1])
-    return value, {
-        "W_h": jnp.einsum("tbi,tbj->ij", da, h[:-1]),
-        "W_x": jnp.einsum("tbi,tbj->ij", da, x),
-        "b": jnp.sum(da, axis=(0, 1)),
-        "W_y": jnp.einsum("tbi,tbj->ij", do, h[1:]),
-        "c": jnp.sum(do, axis=(0, 1)),
-    }
+    return _output_grads(_readout(params, h), y, weight, kind)
+
+
+def _recurrent_grads(dz: Array, h_prev: Array, x: Array) -> Params:
+    """dL/dW_h = sum_t dz_t h_{t-1}^T, dL/dW_x = sum_t dz_t x_t^T, dL/db = sum_t dz_t (over the
+    batch too), each one matmul over all steps. dz: [T, B, G] (da_t for the RNN, the gates'
+    dz_t for the LSTM); h_prev [T, B, d_h]; x [T, B, d_x]."""
+    return {"W_h": jnp.einsum("tbi,tbj->ij", dz, h_prev),
+            "W_x": jnp.einsum("tbi,tbj->ij", dz, x),
+            "b": jnp.sum(dz, axis=(0, 1))}
+
+
+def _readout_grads(do: Array, h: Array) -> Params:
+    """dL/dW_y = sum_t dL/do_t h_t^T, dL/dc = sum_t dL/do_t. do: [T, B, d_y]; h [T, B, d_h]."""
+    return {"W_y": jnp.einsum("tbi,tbj->ij", do, h), "c": jnp.sum(do, axis=(0, 1))}
 
 
 def rnn_bptt(params: Params, batch: Batch, lengths: Array | None = None, *, kind: str = "mse",
@@ -427,6 +459,134 @@ def rnn_bptt(params: Params, batch: Batch, lengths: Array | None = None, *, kind
     """dL/dtheta of ``loss`` for the RNN by hand BPTT (``rnn_value_and_bptt`` without the value);
     the same tree as ``jax.grad(loss)``."""
     return rnn_value_and_bptt(params, batch, lengths, kind=kind, target=target, phi=phi)[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Backprop through time by hand, the LSTM. Seed 004 Q13 gives only dc_t/dc_{t-1} = diag(f_t);
+# the whole backward, with delta_t = dL/dh_t and gamma_t = dL/dc_t (each over all paths):
+#   gamma_t  = gamma'_t + delta_t * o_t * tanh'(c_t)      gamma'_t = gamma_{t+1} f_{t+1} (0 at T)
+#   dz_o = delta_t tanh(c_t) sigma'(z_o),  dz_i = gamma_t g_t sigma'(z_i),
+#   dz_f = gamma_t c_{t-1} sigma'(z_f),    dz_g = gamma_t i_t tanh'(z_g)
+#   delta_{t-1} = g_{t-1} + W_h^T dz_t     (g: the direct term dL_{t-1}/dh_{t-1})
+# with sigma' = s (1 - s), tanh' = 1 - tanh^2 read off the saved gates, and the weights'
+# gradients dL/dW_h = sum_t dz_t h_{t-1}^T etc. (``_recurrent_grads``) after the reverse scan.
+
+
+class LstmForward(NamedTuple):
+    """Time-major values of the LSTM's forward pass kept for its backward."""
+
+    i: Array  # [T, B, d_h] input gate sigma(z_i)
+    f: Array  # [T, B, d_h] forget gate sigma(z_f)
+    g: Array  # [T, B, d_h] candidate tanh(z_g), the seed's c~_t
+    o: Array  # [T, B, d_h] output gate sigma(z_o)
+    c: Array  # [T + 1, B, d_h] c_0 .. c_T, frozen past each length
+    h: Array  # [T + 1, B, d_h] h_0 .. h_T, frozen past each length
+
+
+def _lstm_forward(W_h: Array, W_x: Array, b: Array, x: Array, mask: Array, h0: Array,
+                  c0: Array) -> LstmForward:
+    """The forward scan keeping the gates. x: [T, B, d_x] (zero past each length); mask
+    [T, B, 1]; h0, c0: [B, d_h]."""
+    W_hT, W_xT = W_h.T, W_x.T
+
+    def step(carry, xm):
+        (h, c), (x_t, m) = carry, xm
+        z_i, z_f, z_g, z_o = jnp.split(x_t @ W_xT + b + h @ W_hT, 4, axis=-1)
+        i, f, g, o = F.sigmoid(z_i), F.sigmoid(z_f), F.tanh(z_g), F.sigmoid(z_o)
+        c_t = f * c + i * g
+        h, c = jnp.where(m > 0, o * F.tanh(c_t), h), jnp.where(m > 0, c_t, c)
+        return (h, c), (i, f, g, o, c, h)
+
+    _, (i, f, g, o, c, h) = jax.lax.scan(step, (h0, c0), (x, mask))
+    return LstmForward(i, f, g, o, jnp.concatenate([c0[None], c]),
+                       jnp.concatenate([h0[None], h]))
+
+
+def _lstm_bptt_scan(W_h: Array, fwd: LstmForward, mask: Array, g: Array, delta_T: Array,
+                    gamma_T: Array) -> tuple[Array, Array, Array]:
+    """The LSTM's reverse recursion (above). Returns (dz [T, B, 4 d_h] in gate order i, f, g, o,
+    dL/dh_0, dL/dc_0).
+
+    g: [T, B, d_h] the direct terms dL_t/dh_t; delta_T, gamma_T [B, d_h]: dL/dh_T and dL/dc_T
+    from beyond the last step (the final carry's cotangent). A padded step (m_t = 0: h_t =
+    h_{t-1}, c_t = c_{t-1}) has dz_t = 0 and passes delta and gamma through unchanged.
+    """
+    def step(carry, inputs):
+        delta_next, gamma_next = carry
+        i, f, gate, o, c_prev, c, g_t, m = inputs
+        delta = g_t + delta_next
+        tanh_c = F.tanh(c)
+        gamma = gamma_next + delta * o * (1 - tanh_c ** 2)
+        dz = m * jnp.concatenate([gamma * gate * i * (1 - i), gamma * c_prev * f * (1 - f),
+                                  gamma * i * (1 - gate ** 2), delta * tanh_c * o * (1 - o)],
+                                 axis=-1)
+        return (dz @ W_h + (1 - m) * delta, m * gamma * f + (1 - m) * gamma_next), dz
+
+    (delta_0, gamma_0), dz = jax.lax.scan(
+        step, (delta_T, gamma_T),
+        (fwd.i, fwd.f, fwd.g, fwd.o, fwd.c[:-1], fwd.c[1:], g, mask), reverse=True)
+    return dz, delta_0, gamma_0
+
+
+@jax.custom_vjp
+def _lstm_scan_hand(W_h: Array, W_x: Array, b: Array, x: Array, mask: Array, h0: Array,
+                    c0: Array) -> tuple[tuple[Array, Array], Array]:
+    """((h_T, c_T), hs [T, B, d_h]) of the LSTM, time-major, differentiated by hand."""
+    fwd = _lstm_forward(W_h, W_x, b, x, mask, h0, c0)
+    return (fwd.h[-1], fwd.c[-1]), mask * fwd.h[1:]
+
+
+def _lstm_scan_hand_fwd(W_h, W_x, b, x, mask, h0, c0):
+    fwd = _lstm_forward(W_h, W_x, b, x, mask, h0, c0)
+    return ((fwd.h[-1], fwd.c[-1]), mask * fwd.h[1:]), (W_h, W_x, x, mask, fwd)
+
+
+def _lstm_scan_hand_bwd(res, cotangents):
+    W_h, W_x, x, mask, fwd = res
+    (delta_T, gamma_T), d_hs = cotangents
+    dz, delta_0, gamma_0 = _lstm_bptt_scan(W_h, fwd, mask, mask * d_hs, delta_T, gamma_T)
+    grads = _recurrent_grads(dz, fwd.h[:-1], x)
+    return (grads["W_h"], grads["W_x"], grads["b"], dz @ W_x, jnp.zeros_like(mask), delta_0,
+            gamma_0)
+
+
+_lstm_scan_hand.defvjp(_lstm_scan_hand_fwd, _lstm_scan_hand_bwd)
+
+
+def lstm_forward(params: Params, xs: Array, lengths: Array | None = None) -> LstmForward:
+    """The gates i, f, g, o and the states c_t, h_t of every step (time-major), from zero.
+    xs: [B, T, d_x]."""
+    _check_inputs(params, xs, lengths, "rnn.lstm_forward")
+    if cell_of(params) != "lstm":
+        raise ValueError("rnn.lstm_forward: params are an RNN's (W_h is square); use "
+                         "rnn_forward")
+    x, mask = _time_major(xs, lengths)
+    return _lstm_forward(params["W_h"], params["W_x"], params["b"], x, mask,
+                         *zero_carry(params, xs.shape[0]))
+
+
+def lstm_value_and_bptt(params: Params, batch: Batch, lengths: Array | None = None, *,
+                        kind: str = "mse", target: str = "last") -> tuple[Array, Params]:
+    """(loss, dL/dtheta) for the LSTM from one forward scan and one reverse scan.
+
+    The reverse scan is the recursion above (``_lstm_bptt_scan``); dL/dW_h, dL/dW_x, dL/db are
+    sums over steps of dz_t h_{t-1}^T, dz_t x_t^T, dz_t, and dL/dW_y, dL/dc as for the RNN, each
+    one matmul after the scan. Returns what ``jax.value_and_grad(loss)`` returns.
+    """
+    xs, y = batch
+    _check_targets(params, xs, y, kind, target, "rnn.lstm_bptt")
+    fwd = lstm_forward(params, xs, lengths)
+    x, mask = _time_major(xs, lengths)
+    value, do = _readout_value_and_grad(params, xs, y, lengths, kind, target, fwd.h[1:])
+    zero = jnp.zeros_like(fwd.h[0])
+    dz, _, _ = _lstm_bptt_scan(params["W_h"], fwd, mask, do @ params["W_y"], zero, zero)
+    return value, {**_recurrent_grads(dz, fwd.h[:-1], x), **_readout_grads(do, fwd.h[1:])}
+
+
+def lstm_bptt(params: Params, batch: Batch, lengths: Array | None = None, *,
+              kind: str = "mse", target: str = "last") -> Params:
+    """dL/dtheta of ``loss`` for the LSTM by hand (``lstm_value_and_bptt`` without the value)."""
+    return lstm_value_and_bptt(params, batch, lengths, kind=kind, target=target)[1]
 
 
 # ---------------------------------------------------------------------------------------------
