@@ -508,7 +508,7 @@ def table(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = tyro.cli(Config, args=argv)
+    config = tyro.cli(common.plain_help(Config), args=argv)
     try:
         res = run(config)
     except (ValueError, data.DataError) as e:

@@ -1,4 +1,4 @@
-"""Does an MLP-Mixer's cost grow linearly in the number of patches S (seed 000 Q4(b))?
+"""Does an MLP-Mixer's cost grow linearly in the number of patches S (problem set 000 Q4(b))?
 
     python -m experiments.benchmark_mixer [--num-patches 16 64 256] [--json PATH]
 

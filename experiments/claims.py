@@ -1,12 +1,12 @@
-"""Every checkable claim of the seeds, checked, as one report.
+"""Every checkable claim of the problem sets, checked, as one report.
 
-    python -m experiments.claims [--seeds 004 --match Q6]
+    python -m experiments.claims [--problem sets 004 --match Q6]
 
 Runs each claim of ``jaxnets.theory.claims.ALL`` (computation decides: autodiff, float64,
-quadrature, exhaustive enumeration) and prints, per claim: seed and question, the claim in one
-line, how it was checked, the measured error or outcome, pass/fail, and, where the seed states a
-number, the seed's number beside the computed one, flagged DIFFERS when they differ. Writes the
-same table as Markdown (claims.md) and the rows as JSON (results.json) into
+quadrature, exhaustive enumeration) and prints, per claim: problem set and question, the claim in
+one line, how it was checked, the measured error or outcome, pass/fail, and, where the problem set
+states a number, the problem set's number beside the computed one, flagged DIFFERS when they
+differ. Writes the same table as Markdown (claims.md) and the rows as JSON (results.json) into
 runs/claims-<date>-<time>/. Exits with status 1 if any check fails. Each claim is also a test
 (tests/test_claims.py).
 """
@@ -17,6 +17,7 @@ import dataclasses
 import sys
 import textwrap
 from pathlib import Path
+from typing import Annotated
 
 import tyro
 from tqdm.auto import tqdm
@@ -27,10 +28,10 @@ from jaxnets.theory import claims as C
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Check every claim of the seeds and write the report."""
+    """Check every claim of the problem sets and write the report."""
 
-    seeds: tuple[str, ...] = ()
-    """Only these seeds (e.g. 000 004); default: all."""
+    problem_sets: Annotated[tuple[str, ...], tyro.conf.arg(aliases=("--seeds",))] = ()
+    """Only these problem sets (e.g. 000 004); default: all. (--seeds is an older spelling.)"""
     match: str = ""
     """Only claims whose question or statement contains this text (case-insensitive)."""
     out: Path = Path("runs")
@@ -41,15 +42,17 @@ class Config:
 
 def select(config: Config) -> list[C.Claim]:
     """The claims the flags pick; a filter that picks none is an error."""
-    known = sorted({c.seed for c in C.ALL})
-    unknown = [s for s in config.seeds if s not in known]
+    known = sorted({c.problem_set for c in C.ALL})
+    unknown = [s for s in config.problem_sets if s not in known]
     if unknown:
-        raise ValueError(f"--seeds: unknown seed(s) {unknown}; the seeds are {known}")
+        raise ValueError(f"--problem-sets: unknown problem set(s) {unknown}; the problem sets "
+                         f"are {known}")
     m = config.match.lower()
-    picked = [c for c in C.ALL if (not config.seeds or c.seed in config.seeds)
+    picked = [c for c in C.ALL if (not config.problem_sets or c.problem_set in config.problem_sets)
               and (m in c.question.lower() or m in c.statement.lower())]
     if not picked:
-        raise ValueError(f"no claim matches --seeds {list(config.seeds)} --match {config.match!r}")
+        raise ValueError(f"no claim matches --problem-sets {list(config.problem_sets)} --match "
+                         f"{config.match!r}")
     return picked
 
 
@@ -61,13 +64,13 @@ def run(config: Config, progress: bool = True) -> dict:
                                      disable=not progress)]
     summary = C.summary(rows)
     runs.atomic_write(run_dir / "claims.md", (
-        f"# The seeds' claims, checked\n\n{summary}\n\n{C.markdown(rows)}\n").encode())
+        f"# The problem sets' claims, checked\n\n{summary}\n\n{C.markdown(rows)}\n").encode())
     results = {"run_dir": str(run_dir), "summary": summary,
                "failed": sum(not r.outcome.passed for r in rows),
-               "rows": [{"seed": r.claim.seed, "question": r.claim.question,
+               "rows": [{"problem_set": r.claim.problem_set, "question": r.claim.question,
                          "claim": r.claim.statement, "how": r.claim.how,
                          "measured": r.outcome.measured, "passed": r.outcome.passed,
-                         "seed_value": r.outcome.seed_value, "computed": r.outcome.computed,
+                         "stated_value": r.outcome.stated_value, "computed": r.outcome.computed,
                          "differs": r.outcome.differs, "seconds": round(r.seconds, 3)}
                         for r in rows]}
     runs.write_json(run_dir / "results.json", results)
@@ -75,18 +78,19 @@ def run(config: Config, progress: bool = True) -> dict:
 
 
 def table(results: dict, width: int = 100) -> str:
-    """One block per claim: "seed Q  pass/FAIL  claim", then how, measured, seed vs computed."""
+    """One block per claim: "set Q  pass/FAIL  claim", then how, measured, stated vs computed."""
     lines = []
     for r in results["rows"]:
-        head = f"{r['seed']} {r['question']:<10s} {'pass' if r['passed'] else 'FAIL'}  "
+        head = f"{r['problem_set']} {r['question']:<10s} {'pass' if r['passed'] else 'FAIL'}  "
         lines.append(textwrap.fill(r["claim"], width, initial_indent=head,
                                    subsequent_indent=" " * len(head)))
         pad = " " * len(head)
         lines.append(textwrap.fill(f"checked: {r['how']}; {r['measured']}", width,
                                    initial_indent=pad, subsequent_indent=pad + "  "))
-        if r["seed_value"] is not None:
+        if r["stated_value"] is not None:
             flag = "  DIFFERS" if r["differs"] else ""
-            lines.append(f"{pad}seed says {r['seed_value']}; computed {r['computed']}{flag}")
+            lines.append(f"{pad}the problem set says {r['stated_value']}; computed "
+                         f"{r['computed']}{flag}")
     return "\n".join(lines + ["", results["summary"], f"run folder: {results['run_dir']}"])
 
 

@@ -4,8 +4,8 @@ the command-line entry points.
 
 Experiments own their flags, run folders and plots; every one trains through ``train.fit`` or
 ``train.sweep``. A classifier's run folder holds config.json, metrics.jsonl (one row per
-evaluation), curves.png, params.msgpack, results.json and checkpoints/. The same seed gives
-bit-identical metrics.
+evaluation), curves.png, params.msgpack, results.json, checkpoints/ and, with jaxnets[tb]
+installed, tensorboard/ event files. The same seed gives bit-identical metrics.
 
 Checkpoints: every training loop runs through ``train.fit`` or ``train.sweep`` in jitted chunks
 and saves its state (params, optimizer state, PRNG keys, step; the data order is a function of the
@@ -47,12 +47,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
+import docstring_parser
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tyro
+from flax import serialization
 
-from jaxnets import augment, checkpoint, data, interrupt, optim, runs, train
+from jaxnets import (
+    augment,
+    checkpoint,
+    compile_cache,
+    data,
+    interrupt,
+    optim,
+    runs,
+    tensorboard,
+    train,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +87,10 @@ class RunFlags:
     <run folder>/checkpoints after every this many chunks, and after the last; 0 saves none."""
     keep: int = 3
     """Checkpoints kept per training loop (the newest)."""
+    compilation_cache: Path | None = None
+    """Folder of a persistent XLA compilation cache (created if needed): a later run of the same
+    program loads its compiled code from there instead of compiling it again. Default: the
+    JAXNETS_CACHE_DIR environment variable, else no cache."""
 
 
 # Flags that may differ between a run and its resumption: they do not change any result.
@@ -92,7 +108,7 @@ class TrainFlags(RunFlags):
     batch_size: int = 128
     """Examples per minibatch (drawn without replacement within an epoch)."""
     optimizer: Literal["sgd", "momentum", "nesterov", "adagrad", "adam"] = "adam"
-    """Optimizer, built from optax (momentum and Nesterov in the seed's EMA form, beta = 0.9)."""
+    """Optimizer, from optax (momentum and Nesterov in the problem sets' EMA form, beta 0.9)."""
     seed: int = 0
     """Seed of the PRNG key for the initial weights and the data order."""
     dataset: Literal["digits", "mnist"] = "digits"
@@ -103,6 +119,11 @@ class TrainFlags(RunFlags):
     eval_every: int = 100
     """Steps between evaluations on the full train and test sets; must divide --steps. A chunk
     (one jitted call, one tick of the progress bar) is this many steps."""
+    init_from: Path | None = None
+    """Start a new run from the final params of the run in this folder (its params.msgpack, else
+    its newest checkpoint: a run stopped early, or a member cut out by experiments.extract_member);
+    the optimizer state and step start afresh, the data order from --seed. The model flags must
+    give that run's param shapes (else the run is refused, naming the first differing one)."""
 
 
 RUN_RECORD = "run"  # config.json's key for what produced the run (not a flag)
@@ -131,9 +152,15 @@ def check_learning_rates(config: Any) -> None:
                 raise ValueError(f"{flag} must be a finite number > 0, got {v!r}")
 
 
+# Flags left out of the settings while unset, so that runs begun before they existed resume.
+UNSET_OMITTED = ("init_from",)
+
+
 def settings(config: RunFlags) -> dict[str, Any]:
-    """The config as JSON values, without the fields a resumed run may change."""
-    return {k: v for k, v in json.loads(runs.to_json(config)).items() if k not in RUN_FIELDS}
+    """The config as JSON values, without the fields a resumed run may change (nor the unset
+    ``UNSET_OMITTED``)."""
+    return {k: v for k, v in json.loads(runs.to_json(config)).items()
+            if k not in RUN_FIELDS and not (k in UNSET_OMITTED and v is None)}
 
 
 def _coerce(hint: Any, value: Any) -> Any:
@@ -178,17 +205,40 @@ def load_config(config_cls: type, run_dir: Path) -> Any:
     return config_cls(**{k: _coerce(hints[k], v) for k, v in raw.items()})
 
 
+def plain_help(config_cls: type) -> type:
+    """``config_cls``, each field's ``--help`` text set to its attribute docstring on one line
+    (the field's metadata["help"], which tyro reads first): tyro keeps the line breaks of a
+    docstring wrapped in the source, so sentences broke mid-line."""
+    docs: dict[str, str] = {}
+    for cls in reversed(config_cls.__mro__):  # a subclass's docstring wins
+        if dataclasses.is_dataclass(cls):
+            docs |= {p.arg_name: " ".join(p.description.split())
+                     for p in docstring_parser.parse_from_object(cls).params if p.description}
+    for f in dataclasses.fields(config_cls):
+        if f.name in docs and "help" not in f.metadata:
+            f.metadata = types.MappingProxyType({**f.metadata, "help": docs[f.name]})
+    return config_cls
+
+
 def parse(config_cls: type, argv: list[str] | None) -> Any:
     """Flags into ``config_cls``; with ``--resume RUN_DIR`` the run's saved config supplies the
-    defaults (``run_folder`` then refuses a flag that disagrees with it)."""
+    defaults (``run_folder`` then refuses a flag that disagrees with it). For ``RunFlags``
+    configs, turns on the compilation cache of ``--compilation-cache`` or, without that flag, of
+    JAXNETS_CACHE_DIR (``jaxnets.compile_cache``)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--resume", type=Path)
     known, _ = pre.parse_known_args(argv)
     if known.resume is None or "-h" in (argv or sys.argv) or "--help" in (argv or sys.argv):
-        config = tyro.cli(config_cls, args=argv)
+        config = tyro.cli(plain_help(config_cls), args=argv)
     else:
-        config = tyro.cli(config_cls, args=argv, default=load_config(config_cls, known.resume))
+        config = tyro.cli(plain_help(config_cls), args=argv,
+                          default=load_config(config_cls, known.resume))
     check_learning_rates(config)
+    if isinstance(config, RunFlags):  # before anything compiles; not benchmarks: they time it
+        if config.compilation_cache is not None:
+            compile_cache.enable(config.compilation_cache)
+        else:
+            compile_cache.from_env()
     return config
 
 
@@ -283,7 +333,8 @@ def _saved(run_dir: Path, experiment: str) -> tuple[dict, dict]:
 
 def _session(run_dir: Path, flags: dict, record: dict) -> Iterator[Path]:
     """One session in ``run_dir``: its start in config.json's record, the folder noted for the
-    Ctrl-C and error lines; on a normal end, its end and wall time."""
+    Ctrl-C and error lines; on a normal end, its end and wall time and, with tensorboardX
+    installed, the folder exported to <run_dir>/tensorboard (``tensorboard.export``)."""
     t, now = time.perf_counter(), {"started": _now(), **provenance()}
     record = {**now, **record} if not record["sessions"] else record  # who began the run
     sessions = record["sessions"]
@@ -292,6 +343,8 @@ def _session(run_dir: Path, flags: dict, record: dict) -> Iterator[Path]:
     yield run_dir
     done = now | {"finished": _now(), "wall_seconds": time.perf_counter() - t}
     _write_config(run_dir, flags, record | {"sessions": [*sessions, done]})
+    if tensorboard.available() and tensorboard.metrics_files(run_dir):
+        tensorboard.export(run_dir)
 
 
 def checkpoint_args(config: RunFlags, run_dir: Path, part: str) -> dict:
@@ -336,6 +389,62 @@ def plot_curves(rows: list[dict], path: Path, title: str) -> Path:
         plt.close(fig)
 
 
+CHECKPOINT_PARAMS = "['state'].params"  # where a run's checkpoint holds its params
+
+
+def _by_path(tree: Any) -> dict[str, Any]:
+    """The leaves of ``tree`` by their ``jax.tree_util.keystr`` path."""
+    return {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _describe(leaf: Any) -> str:
+    """dtype[shape] of an array or ShapeDtypeStruct, e.g. float32[128, 64]."""
+    return f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}"
+
+
+def _check_leaves(source: Path, want: dict[str, Any], have: dict[str, Any]) -> None:
+    """ValueError naming the first leaf of ``want`` that ``have`` lacks or holds with another
+    shape or dtype, else the first leaf of ``have`` that ``want`` lacks."""
+    for name, leaf in want.items():
+        got = have.get(name)
+        if got is None or _describe(got) != _describe(leaf):
+            there = "missing" if got is None else _describe(got)
+            raise ValueError(f"--init-from: {source} holds other params than this model's: "
+                             f"{name} is {there} there, {_describe(leaf)} here")
+    if extra := [n for n in have if n not in want]:
+        raise ValueError(f"--init-from: {source} holds other params than this model's: "
+                         f"{extra[0]} is there, not here")
+
+
+def saved_params(run_dir: Path, part: str, template: Any) -> Any:
+    """The final params of the run in ``run_dir`` in ``template``'s structure (arrays or
+    ShapeDtypeStructs): its params.msgpack, else the params of the newest checkpoint in
+    checkpoints/<part>. ValueError when there are none, or when a leaf's path, shape or dtype
+    differs from ``template``'s (``_check_leaves``)."""
+    run_dir = Path(run_dir)
+    if (final := run_dir / "params.msgpack").is_file():
+        state = serialization.msgpack_restore(final.read_bytes())
+        _check_leaves(final, _by_path(serialization.to_state_dict(template)), _by_path(state))
+        return serialization.from_state_dict(template, state)
+    folder = run_dir / "checkpoints" / part
+    if (latest := checkpoint.Checkpoints(folder).latest()) is None:
+        raise ValueError(f"--init-from {run_dir}: neither a params.msgpack nor a checkpoint "
+                         f"in {folder}")
+    arrays, _ = checkpoint.read_arrays(latest)
+    have = {n.removeprefix(CHECKPOINT_PARAMS): a for n, a in arrays.items()
+            if n.startswith(CHECKPOINT_PARAMS)}
+    want = _by_path(template)
+    _check_leaves(latest, want, have)
+    return jax.tree.unflatten(jax.tree.structure(template), [have[n] for n in want])
+
+
+def init_from(run_dir: Path, part: str, init: Callable, key: jax.Array) -> Callable:
+    """An init that ignores its key and gives ``saved_params`` of ``run_dir``, checked against
+    the shapes of ``init(key)``."""
+    params = jax.tree.map(jnp.asarray, saved_params(run_dir, part, jax.eval_shape(init, key)))
+    return lambda _: params
+
+
 def train_classifier(config: TrainFlags, name: str, title: str, split: data.Split, *,
                      init: Callable, loss: Callable, evaluate: Callable,
                      augment: train.AugmentFn | None = None, progress: bool = True) -> dict:
@@ -345,7 +454,7 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
     The run goes in chunks of ``eval_every`` steps, a progress bar advancing between them and
     checkpoints in <run folder>/checkpoints/<name> (see the module docstring); going chunk by
     chunk, it stops after the chunk in which it diverged. ``augment`` transforms every training
-    minibatch.
+    minibatch. With ``--init-from DIR`` the params start as DIR's final ones (``init_from``).
     Raises ValueError for bad arguments and train.DivergenceError on NaN/inf.
     """
     train_data = (jnp.asarray(split.x_train), jnp.asarray(split.y_train))
@@ -353,6 +462,8 @@ def train_classifier(config: TrainFlags, name: str, title: str, split: data.Spli
     eval_data = {"train": train_data, "test": test_data}
     factory = optim.get(config.optimizer)
     key = jax.random.key(config.seed)
+    if config.init_from is not None:
+        init = init_from(config.init_from, name, init, key)
     kw = dict(init=init, loss=loss, optimizer=factory, steps=config.steps,
               batch_size=config.batch_size, evaluate=evaluate, eval_every=config.eval_every,
               augment=augment)

@@ -2,6 +2,7 @@
 
     python -m experiments.extract_member runs/lr_sweep-... --optimizer adam --lr-index 3 --seed 1
     python -m experiments.sin_mlp --resume runs/sin_mlp-...     # continue it as a single run
+    python -m experiments.sin_mlp --init-from runs/sin_mlp-... --steps 4000  # a new run from it
 
 The member's state (params, optimizer state, data key, step, diverged_at) and its metrics so far
 are cut out of the newest checkpoint of the sweep's optimizer (``train.extract_member``) and
@@ -81,7 +82,9 @@ def extract(config: Config) -> dict:
 def table(r: dict) -> str:
     return (f"member lr {r['learning_rate']:.6g}, seed {r['seed']} of {r['optimizer']} at step "
             f"{r['step']} (from {r['source']})\n"
-            f"continue it: python -m experiments.sin_mlp --resume {r['run_dir']}")
+            f"continue it: python -m experiments.sin_mlp --resume {r['run_dir']}\n"
+            f"or train on from its params as a new run (other --steps, optimizer, ...): "
+            f"python -m experiments.sin_mlp --init-from {r['run_dir']}")
 
 
 def main(argv: list[str] | None = None) -> None:

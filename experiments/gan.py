@@ -200,9 +200,13 @@ def _pyplot():
     return plt
 
 
-def plot_ring(config: Config, samples: dict[str, np.ndarray], summary: dict, path: Path,
-              columns: int = 4) -> Path:
-    """A row per variant: the first ``columns`` seeds' samples over the true density."""
+RING_SHOWN = 2000  # samples drawn per panel of ring.png
+
+
+def ring_figure(config: Config, samples: dict[str, np.ndarray], summary: dict,
+                columns: int = 4):
+    """A row per variant: the first ``columns`` seeds' samples (at most ``RING_SHOWN``) over
+    the true density."""
     plt = _pyplot()
     cols = min(columns, config.seeds)
     lim = config.radius + 0.8
@@ -216,24 +220,35 @@ def plot_ring(config: Config, samples: dict[str, np.ndarray], summary: dict, pat
         for j, ax in enumerate(row):
             ax.imshow(np.log1p(density), extent=(-lim, lim, -lim, lim), origin="lower",
                       cmap="Greys")
-            ax.scatter(xs[j, :2000, 0], xs[j, :2000, 1], s=1, color="C3", alpha=0.4)
+            ax.scatter(xs[j, :RING_SHOWN, 0], xs[j, :RING_SHOWN, 1], s=1, color="C3",
+                       alpha=0.4)
             ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xticks=[], yticks=[])
             ax.set_title(f"seed {j}: {s['modes_covered'][j]}/{config.modes} modes, "
                          f"hq {s['high_quality'][j]:.0%}", fontsize=8)
         row[0].set_ylabel(variant)
-    fig.suptitle(f"ring of {config.modes} Gaussians (sigma {config.sigma}): 2,000 generator "
+    n = next(iter(samples.values())).shape[1]
+    shown = f"{n:,}" if n <= RING_SHOWN else f"{RING_SHOWN:,} of {n:,}"
+    fig.suptitle(f"ring of {config.modes} Gaussians (sigma {config.sigma}): {shown} generator "
                  f"samples after {config.steps} steps")
+    return fig
+
+
+def plot_ring(config: Config, samples: dict[str, np.ndarray], summary: dict, path: Path,
+              columns: int = 4) -> Path:
+    """``ring_figure`` as PNG."""
+    fig = ring_figure(config, samples, summary, columns)
     try:
         return runs.save_figure(fig, path)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
-def plot_losses(losses: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
-    """L_D and L_G against steps, median over seeds, per variant (and rate): (L_D, L_G)
-    [n_seed, steps] each."""
+def losses_figure(losses: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """L_D and L_G against steps, median over seeds, a panel per variant (and rate): (L_D, L_G)
+    [n_seed, steps] each; the main title above the panels' titles."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(losses), figsize=(4 * len(losses), 3.2), squeeze=False,
+                             layout="constrained")
     for ax, (variant, (d_loss, g_loss)) in zip(axes[0], losses.items(), strict=True):
         for name, v in (("L_D", d_loss), ("L_G", g_loss)):
             ax.plot(np.nanmedian(v, axis=0), label=name, lw=0.8)
@@ -241,10 +256,16 @@ def plot_losses(losses: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle("losses, median over seeds")
+    return fig
+
+
+def plot_losses(losses: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """``losses_figure`` as PNG."""
+    fig = losses_figure(losses)
     try:
         return runs.save_figure(fig, path)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
 
 
 def sample_rows(key, n: int, x):

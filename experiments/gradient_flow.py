@@ -1,5 +1,5 @@
 """How far back does a gradient reach? ||dL_T/dh_t|| against t for tanh RNNs whose W_h has
-spectral radius below, at and above 1, and for LSTMs (seed 004 Q13, Q14.1).
+spectral radius below, at and above 1, and for LSTMs (problem set 004 Q13, Q14.1).
 
     python -m experiments.gradient_flow
     python -m experiments.gradient_flow --radii 0.9 1.0 1.1 --T 200

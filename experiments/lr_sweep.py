@@ -1,5 +1,5 @@
-"""Sweep learning rates x seeds for each optimizer of seed 004 section 11, one ``train.sweep``
-(one compiled, vmapped computation) per optimizer, and write a run folder.
+"""Sweep learning rates x seeds for each optimizer of problem set 004 section 11, one
+``train.sweep`` (one compiled, vmapped computation) per optimizer, and write a run folder.
 
     python -m experiments.lr_sweep                                  # digits, 5 optimizers
     python -m experiments.lr_sweep --optimizers sgd adam --lr-min 1e-3 --lr-max 1 --count 10
@@ -54,7 +54,7 @@ class Config(common.RunFlags):
     model: Literal["sin_mlp"] = "sin_mlp"
     """Model (init/loss/metrics in jaxnets.models); later models plug into MODELS."""
     optimizers: tuple[OptimizerName, ...] = ("sgd", "momentum", "nesterov", "adagrad", "adam")
-    """Optimizers to sweep (jaxnets.optim; momentum and nesterov in the seed's form, beta 0.9)."""
+    """Optimizers to sweep (jaxnets.optim; momentum, nesterov in the problem sets' form)."""
     lr_min: float = 1e-4
     """Smallest learning rate of the log-spaced grid."""
     lr_max: float = 10.0

@@ -1,4 +1,4 @@
-"""Train an MLP-Mixer (Tolstikhin et al. 2021; seed 000 Q4) and write a run folder.
+"""Train an MLP-Mixer (Tolstikhin et al. 2021; problem set 000 Q4) and write a run folder.
 
     python -m experiments.mixer                        # digits resized to 28x28
     python -m experiments.mixer --dataset mnist --data-dir ../shared/data/mnist --patch 4
@@ -19,6 +19,7 @@ from jaxnets import data
 from jaxnets.models import mixer
 
 IMAGE_SIDE = 28
+DEFAULT = mixer.CONFIGS["mnist/7"]  # the architecture flags' defaults
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,15 +30,15 @@ class Config(common.TrainFlags):
     """Optimizer steps (minibatches)."""
     eval_every: int = 250
     """Steps between evaluations on the full train and test sets; must divide --steps."""
-    patch: int = 7
+    patch: int = DEFAULT.patch
     """P, side of the square patches; must divide 28 (S = 784 / P^2 patches)."""
-    hidden: int = 64
+    hidden: int = DEFAULT.hidden
     """C, channels per patch after the embedding."""
-    tokens_mlp_dim: int = 64
+    tokens_mlp_dim: int = DEFAULT.tokens_mlp_dim
     """D_S, hidden width of the token-mixing MLP."""
-    channels_mlp_dim: int = 256
+    channels_mlp_dim: int = DEFAULT.channels_mlp_dim
     """D_C, hidden width of the channel-mixing MLP."""
-    depth: int = 4
+    depth: int = DEFAULT.depth
     """N, number of Mixer layers."""
     shift: int = 2
     """Training images are moved by up to this many pixels in each direction, at random per

@@ -1,4 +1,4 @@
-"""Train the sin-MLP of seed 001 Q2 and write a run folder.
+"""Train the sin-MLP of problem set 001 Q2 and write a run folder.
 
     python -m experiments.sin_mlp                      # digits, bundled with scikit-learn
     python -m experiments.sin_mlp --dataset mnist --data-dir ../shared/data/mnist
@@ -19,7 +19,7 @@ from jaxnets.models import sin_mlp
 
 @dataclasses.dataclass(frozen=True)
 class Config(common.TrainFlags):
-    """Train the one-hidden-layer sin-MLP (seed 001 Q2) with softmax cross-entropy."""
+    """Train the one-hidden-layer sin-MLP (problem set 001 Q2) with softmax cross-entropy."""
 
     learning_rate: float = 3e-3
     """Step size alpha of the optimizer."""
@@ -28,9 +28,9 @@ class Config(common.TrainFlags):
     hidden: int = 128
     """Hidden units d_h."""
     checkpoint_every: int = 5
-    """Save a checkpoint after every this many chunks, and after the last; 0 saves none. (A
-    chunk of this small model takes ~10 ms on a 2-core CPU and a save ~1.3 ms of CPU, so every
-    fifth chunk: benchmark_checkpoint.)"""
+    """Save a checkpoint after every this many chunks, and after the last; 0 saves none. (Every
+    fifth by default: a chunk of this small model is so short that saving after each one would
+    take a noticeable share of the training time.)"""
 
 
 def load_data(config: Config) -> data.Split:
@@ -42,7 +42,8 @@ def run(config: Config, progress: bool = True) -> dict:
     """Train (see ``common.train_classifier``) and return the results."""
     split = load_data(config)
     init = partial(sin_mlp.init, d=split.x_train.shape[1], d_h=config.hidden, m=10)
-    return common.train_classifier(config, "sin_mlp", "sin-MLP (seed 001 Q2)", split, init=init,
+    return common.train_classifier(config, "sin_mlp", "sin-MLP (problem set 001 Q2)", split,
+                                   init=init,
                                    loss=sin_mlp.loss, evaluate=sin_mlp.metrics, progress=progress)
 
 

@@ -1,16 +1,16 @@
 """Activations, softmax, and their closed-form derivatives, Jacobians and O(n) VJPs.
 
 Every function is elementwise or acts on the last axis, so it is batch-first, jittable and
-vmappable as written. Derivatives follow seed 001 Q1 and seed 002 Q1-Q2.
+vmappable as written. Derivatives follow problem set 001 Q1 and problem set 002 Q1-Q2.
 
 Seed errata (checked against ``jax.jacobian`` in tests/test_functional.py):
-- seed 002 Q2.1 states dS_i/dx_j = S_i (delta_ij S_j); the minus sign is missing: it is
+- problem set 002 Q2.1 states dS_i/dx_j = S_i (delta_ij S_j); the minus sign is missing: it is
   S_i (delta_ij - S_j), as the worked answer then derives.
-- seed 002 Q2.2, case table (4): the signs are wrong (it gives +S_i S_j off the diagonal and
+- problem set 002 Q2.2, case table (4): the signs are wrong (it gives +S_i S_j off the diagonal and
   S_i^2 - S_i on it); the entries are -S_i S_j and S_i - S_i^2. The matrix form
   diag(S) - S S^T that follows is right.
-- seed 002 Q2.4 multiplies by "sigma(x) - 1" where it means 1 - sigma(x).
-- seed 003 Q3(a) boxes dS_i/dz_j = s_i (s_j - s_i); the correct form is s_i (delta_ij - s_j).
+- problem set 002 Q2.4 multiplies by "sigma(x) - 1" where it means 1 - sigma(x).
+- problem set 003 Q3(a) boxes dS_i/dz_j = s_i (s_j - s_i); the correct form is s_i (delta_ij - s_j).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def sigmoid(x: Array) -> Array:
 
 
 def sigmoid_grad(x: Array) -> Array:
-    """sigma'(x) = sigma(x) (1 - sigma(x))  (seed 001 Q1(b))."""
+    """sigma'(x) = sigma(x) (1 - sigma(x))  (problem set 001 Q1(b))."""
     s = sigmoid(x)
     return s * (1 - s)
 
@@ -116,12 +116,12 @@ def softplus_grad(x: Array) -> Array:
 
 
 def relu(x: Array) -> Array:
-    """Rectifier max(0, x)  (seed 001 Q1(a))."""
+    """Rectifier max(0, x)  (problem set 001 Q1(a))."""
     return jnp.maximum(x, 0)
 
 
 def heaviside(x: Array) -> Array:
-    """Heaviside step: 1 for x > 0, 0 for x < 0, 1/2 at 0  (seed 001 Q1)."""
+    """Heaviside step: 1 for x > 0, 0 for x < 0, 1/2 at 0  (problem set 001 Q1)."""
     return jnp.heaviside(x, jnp.asarray(0.5, dtype=jnp.result_type(x, float)))
 
 
@@ -142,8 +142,14 @@ def sign(x: Array) -> Array:
 def softmax(x: Array) -> Array:
     """Softmax over the last axis, S(x)_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 
-    Subtracting max x (translation invariance, seed 001 Q1(j)) keeps exp finite for logits of any
-    magnitude. Args: x: [..., n]. Returns: [..., n].
+    Subtracting max x (translation invariance, problem set 001 Q1(j)) keeps exp finite for logits
+    of any magnitude. Args: x: [..., n]. Returns: [..., n].
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxnets import functional as F
+        >>> F.softmax(jnp.array([1e4, 1e4, 0.0])).tolist()  # no overflow
+        [0.5, 0.5, 0.0]
     """
     z = x - jax.lax.stop_gradient(jnp.max(x, axis=-1, keepdims=True))
     e = jnp.exp(z)
@@ -157,13 +163,14 @@ def log_softmax(x: Array) -> Array:
 
 
 def softmax_jacobian(x: Array) -> Array:
-    """dS/dx = diag(S) - S S^T  (seed 001 Q1(l)). x: [..., n]. Returns [..., n, n]."""
+    """dS/dx = diag(S) - S S^T  (problem set 001 Q1(l)). x: [..., n]. Returns [..., n, n]."""
     s = softmax(x)
     return s[..., :, None] * jnp.eye(s.shape[-1], dtype=s.dtype) - s[..., :, None] * s[..., None, :]
 
 
 def sigmoid_vjp(x: Array, g: Array) -> Array:
-    """(dsigma/dx)^T g = sigma(x) (1 - sigma(x)) * g in O(n)  (seed 001 Q1(m), seed 002 Q2.4).
+    """(dsigma/dx)^T g = sigma(x) (1 - sigma(x)) * g in O(n)  (problem set 001 Q1(m), problem set
+    002 Q2.4).
 
     The Jacobian diag(sigma (1 - sigma)) is diagonal, so its product is elementwise.
     Args: x, g: [..., n]. Returns [..., n].
@@ -172,7 +179,7 @@ def sigmoid_vjp(x: Array, g: Array) -> Array:
 
 
 def softmax_vjp(x: Array, g: Array) -> Array:
-    """(dS/dx)^T g = S * (g - <S, g>) in O(n)  (seed 001 Q1(m), seed 002 Q2.4).
+    """(dS/dx)^T g = S * (g - <S, g>) in O(n)  (problem set 001 Q1(m), problem set 002 Q2.4).
 
     From (diag(S) - S S^T)^T g = S * g - S (S^T g): one elementwise product and one dot product,
     never an n x n matrix. Args: x, g: [..., n]. Returns [..., n].

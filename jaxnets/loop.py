@@ -170,15 +170,19 @@ def _run(state, chunk, num_chunks, store, meta, every, steps_per_chunk, desc, pr
     end = start if interrupted else end
     try:
         with contextlib.ExitStack() as deferred:
+            bar = deferred.enter_context(tqdm(desc=desc, unit="chunk", delay=3, initial=start,
+                                              total=num_chunks, disable=not progress))
+            compiled = deferred.callback(_compiling(bar))
             t = time.perf_counter()
             running = chunk(state) if start < end else None  # chunk i runs while i - 1 saves
-            for i in tqdm(range(start, end), desc=desc, unit="chunk", delay=3, initial=start,
-                          total=num_chunks, disable=not progress):
+            for i in range(start, end):
                 state, out = running
                 outputs.append(jax.tree.map(np.asarray, out))
                 chunk_s.append(time.perf_counter() - t)
                 if i == start:  # compiled and ran once: from here a Ctrl-C waits for a boundary
                     deferred.enter_context(interrupt.deferring())
+                    compiled()
+                bar.update()
                 interrupted = interrupt.requested()
                 last = (i + 1 == num_chunks or interrupted
                         or (stop is not None and stop(state)))
@@ -197,6 +201,26 @@ def _run(state, chunk, num_chunks, store, meta, every, steps_per_chunk, desc, pr
         raise
     return Chunked(state, _stack(outputs) if outputs else None, start, chunk_s, writer.seconds,
                    writer.cpu, writer.blocked, writer.nbytes, interrupted, writer.step)
+
+
+def _compiling(bar: tqdm) -> Callable[[], None]:
+    """Show "compiling..." after ``bar``'s counts until the returned function is called (once the
+    first chunk, which compiles for seconds, is done). On a terminal the bar is drawn when its
+    delay has passed, even while that chunk still compiles; elsewhere tqdm draws as usual."""
+    bar.set_postfix_str("compiling...", refresh=False)
+    on_terminal = not bar.disable and getattr(bar.fp, "isatty", lambda: False)()
+    timer = threading.Timer(bar.delay if on_terminal else 0, bar.update, (0,))  # draws the bar
+    timer.daemon = True
+    if on_terminal:
+        timer.start()
+
+    def done() -> None:
+        timer.cancel()
+        if timer.is_alive():  # drawing now: let it finish before the loop draws
+            timer.join()
+        bar.set_postfix_str("", refresh=False)
+
+    return done
 
 
 def resume_point(directory: str | Path, meta: Mapping[str, Any],

@@ -24,23 +24,31 @@ def nll(log_probs: Array, labels: Array) -> Array:
 
 
 def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
-    """Cross-entropy from logits, L = -log S(o)_y = logsumexp(o) - o_y  (seed 001 Q2(d)).
+    """Cross-entropy from logits, L = -log S(o)_y = logsumexp(o) - o_y  (problem set 001 Q2(d)).
 
     Stable for logits of any magnitude. logits: [..., m], labels: [...] ints. Returns [...].
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxnets import losses
+        >>> o, y = jnp.array([[2.0, 0.0, -1.0]]), jnp.array([0])
+        >>> bool(jnp.allclose(jax.grad(lambda o: losses.softmax_cross_entropy(o, y).sum())(o),
+        ...                   losses.softmax_cross_entropy_grad(o, y)))  # dL/do = S(o) - onehot
+        True
     """
     return nll(log_softmax(logits), labels)
 
 
 def softmax_cross_entropy_grad(logits: Array, labels: Array) -> Array:
-    """dL/do = S(o) - onehot(y)  (seed 001 Q2(g); seed 003 Q3(b)). Returns [..., m]."""
+    """dL/do = S(o) - onehot(y)  (problem sets 001 Q2(g), 003 Q3(b)). Returns [..., m]."""
     return softmax(logits) - jnp.eye(logits.shape[-1], dtype=logits.dtype)[labels]
 
 
 def binary_cross_entropy(logits: Array, targets: Array) -> Array:
     """BCE from a logit z and a target t in [0, 1]: -t log sigma(z) - (1 - t) log(1 - sigma(z)).
 
-    Uses -log sigma(z) = softplus(-z) (seed 001 Q1(d)), so it equals softplus(z) - t z exactly
-    and never takes log 0. Shapes broadcast; returns the elementwise loss.
+    Uses -log sigma(z) = softplus(-z) (problem set 001 Q1(d)), so it equals softplus(z) - t z
+    exactly and never takes log 0. Shapes broadcast; returns the elementwise loss.
     """
     return softplus(logits) - targets * logits
 

@@ -4,7 +4,7 @@ A factory takes the learning rate as its first argument, so ``train.fit`` can bu
 inside a jitted run from a traced learning rate (no recompile per value). The other
 hyperparameters (``beta``) may be traced too, e.g. ``jax.vmap`` over ``beta`` in a sweep.
 
-Relation to optax's own momentum (seed 004 11.1 uses the EMA form, alpha the learning rate):
+Relation to optax's own momentum (problem set 004 11.1 uses the EMA form, alpha the learning rate):
 
 * Momentum. v <- beta v + (1 - beta) g, theta <- theta - alpha v is exactly
   ``optax.sgd(alpha * (1 - beta), momentum=beta)``; its trace m <- beta m + g is v / (1 - beta).
@@ -15,7 +15,7 @@ Relation to optax's own momentum (seed 004 11.1 uses the EMA form, alpha the lea
   ahead only by the momentum part alpha beta v_t of the next step. In look-ahead coordinates both
   are phi <- phi - alpha ((1 - nu) g + nu v_{t+1}) (quasi-hyperbolic momentum), with nu = beta
   for optax and nu = 2 - 1/beta for the seed. So they differ for 0 < beta < 1 (from the first
-  step) and no learning rate and momentum of optax give the seed's rule, except at beta = 1/2
+  step) and no learning rate and momentum of optax give the problem set's rule, except at beta = 1/2
   where it is plain gradient descent on phi, ``optax.sgd(alpha)``. Hence ``nesterov`` below.
 """
 
@@ -31,7 +31,8 @@ OptimizerFactory = Callable[..., optax.GradientTransformation]
 
 
 def momentum(learning_rate, beta=0.9) -> optax.GradientTransformation:
-    """Momentum in EMA form: v <- beta v + (1 - beta) g, theta <- theta - alpha v (seed 004 11.1).
+    """Momentum in EMA form: v <- beta v + (1 - beta) g, theta <- theta - alpha v (problem set 004
+    11.1).
 
     optax.ema with debias=False keeps exactly this v (zero-initialised, no bias correction).
     """
@@ -39,13 +40,13 @@ def momentum(learning_rate, beta=0.9) -> optax.GradientTransformation:
 
 
 class NesterovState(NamedTuple):
-    """The seed's momentum v (same tree as the params), zero at the start."""
+    """The problem set's momentum v (same tree as the params), zero at the start."""
 
     v: optax.Params
 
 
 def scale_by_seed_nesterov(beta) -> optax.GradientTransformation:
-    """The seed's Nesterov step before the learning rate, in look-ahead coordinates.
+    """The problem set's Nesterov step before the learning rate, in look-ahead coordinates.
 
     Given g_t = grad f(phi_t) at the look-ahead point phi_t = theta_t - alpha v_t:
     v_{t+1} = beta v_t + (1 - beta) g_t, output 2 v_{t+1} - v_t, so that scaling by -alpha gives
@@ -70,16 +71,18 @@ def scale_by_seed_nesterov(beta) -> optax.GradientTransformation:
 
 
 def nesterov(learning_rate, beta=0.9) -> optax.GradientTransformation:
-    """Nesterov momentum exactly as seed 004 11.1.1 writes it, for a constant learning rate alpha.
+    """Nesterov momentum exactly as problem set 004 11.1.1 writes it, for a constant learning rate
+    alpha.
 
     v_{t+1} = beta v_t + (1 - beta) grad f(theta_t - alpha v_t),
     theta_{t+1} = theta_t - alpha v_{t+1}.
 
     An optax transformation only sees the gradient at the params the loop holds, so those params
     are the look-ahead point phi_t = theta_t - alpha v_t (and the loss the loop reports is
-    f(phi_t)); the seed's theta_t = phi_t + alpha v_t is ``nesterov_theta``. Since v_0 = 0,
+    f(phi_t)); the problem set's theta_t = phi_t + alpha v_t is ``nesterov_theta``. Since v_0 = 0,
     phi_0 = theta_0. This is the change of coordinates of Sutskever et al. (2013), but the
-    look-ahead is the seed's alpha v_t, not optax's alpha beta v_t (see the module docstring).
+    look-ahead is the problem set's alpha v_t, not optax's alpha beta v_t (see the module
+    docstring).
 
     Args:
       learning_rate: alpha, a float or a traced scalar; not a schedule, since phi = theta - alpha v
@@ -96,7 +99,7 @@ def nesterov(learning_rate, beta=0.9) -> optax.GradientTransformation:
 
 
 def nesterov_theta(params, opt_state, learning_rate):
-    """The seed's theta = phi + alpha v from the look-ahead ``params`` phi of ``nesterov``.
+    """The problem set's theta = phi + alpha v from the look-ahead ``params`` phi of ``nesterov``.
 
     Args:
       params: the params the training loop holds, phi = theta - alpha v.
@@ -110,7 +113,7 @@ def nesterov_theta(params, opt_state, learning_rate):
 
 
 def adagrad(learning_rate, eps: float = 1e-7) -> optax.GradientTransformation:
-    """Adagrad as in seed 004 11.1.2: G <- G + g^2, theta <- theta - alpha g / sqrt(G + eps).
+    """Adagrad as in problem set 004 11.1.2: G <- G + g^2, theta <- theta - alpha g / sqrt(G + eps).
 
     optax.adagrad starts its accumulator at 0.1 by default; the seed starts it at 0.
     """
@@ -122,7 +125,7 @@ OPTIMIZERS: dict[str, OptimizerFactory] = {
     "momentum": momentum,
     "nesterov": nesterov,
     "adagrad": adagrad,
-    "adam": optax.adam,  # already the seed's rule (004 11.3), bias correction included
+    "adam": optax.adam,  # already the problem set's rule (004 11.3), bias correction included
 }
 
 

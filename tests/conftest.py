@@ -1,6 +1,7 @@
 """Shared test settings: hypothesis profile, float64 scope, relative-error helper, and running an
 experiment module as a user would."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -73,6 +74,11 @@ def assert_same_run(a, b, cpu_rtol: float = 0.0) -> None:
         chex.assert_trees_all_close(a, b, rtol=cpu_rtol, atol=cpu_rtol / 10)
     else:
         chex.assert_trees_all_equal(a, b)
+
+
+# What a finished run folder holds besides an experiment's own files: TensorBoard event files
+# when tensorboardX (jaxnets[tb]) is installed.
+TB = {"tensorboard"} if importlib.util.find_spec("tensorboardX") else set()
 
 
 def rel_err(a, b) -> float:

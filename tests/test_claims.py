@@ -15,7 +15,7 @@ def test_claim(claim):
     o = claim.check()
     assert o.passed, f"{claim.name}: {o.measured}"
     assert o.measured  # every row says what was measured
-    if o.seed_value is not None:  # a seed's number is always set beside the computed one
+    if o.stated_value is not None:  # a problem set's number is always set beside the computed one
         assert o.computed is not None, claim.name
 
 
@@ -26,11 +26,11 @@ def test_every_topic_contributes_and_names_are_unique():
         assert import_module(f"jaxnets.theory.{t}").CLAIMS, t
     names = [c.name for c in C.ALL]
     assert len(set(names)) == len(names), [n for n in names if names.count(n) > 1]
-    assert [c.seed for c in C.ALL] == sorted(c.seed for c in C.ALL)
+    assert [c.problem_set for c in C.ALL] == sorted(c.problem_set for c in C.ALL)
 
 
-def _fake(passed, seed_value=None, computed=None, question="Q1"):
-    return Claim("001", question, "a | b", "how", lambda: Outcome(passed, "m", seed_value,
+def _fake(passed, stated_value=None, computed=None, question="Q1"):
+    return Claim("001", question, "a | b", "how", lambda: Outcome(passed, "m", stated_value,
                                                                   computed))
 
 
@@ -49,22 +49,23 @@ def test_rows_flags_and_markdown():
 
 
 def test_report_run_folder_and_selection(tmp_path):
-    res = exp.run(exp.Config(seeds=("004",), match="Q6", run_dir=tmp_path), progress=False)
+    res = exp.run(exp.Config(problem_sets=("004",), match="Q6", run_dir=tmp_path), progress=False)
     assert {p.name for p in tmp_path.iterdir()} == {"claims.md", "results.json"}
-    picked = [c for c in C.ALL if c.seed == "004" and "q6" in (c.question + c.statement).lower()]
+    picked = [c for c in C.ALL
+              if c.problem_set == "004" and "q6" in (c.question + c.statement).lower()]
     assert len(res["rows"]) == len(picked) >= 2 and res["failed"] == 0
     md = (tmp_path / "claims.md").read_text()
     assert md.count("\n| 004 Q") == len(picked) and md.count("\n| 004 Q6 |") >= 2
     assert json.loads((tmp_path / "results.json").read_text())["rows"] == res["rows"]
-    assert "seed says" in exp.table(res)
+    assert "the problem set says" in exp.table(res)
 
 
 def test_cli_help_errors_and_exit_status(tmp_path, monkeypatch):
     help_text = run_experiment("claims", "--help").stdout
-    for flag in ("--seeds", "--match", "--out", "--run-dir"):
+    for flag in ("--problem-sets", "--match", "--out", "--run-dir"):
         assert flag in help_text
     bad = run_experiment("claims", "--seeds", "007")
-    assert bad.returncode == 1 and "unknown seed" in bad.stderr
+    assert bad.returncode == 1 and "unknown problem set" in bad.stderr
     bad = run_experiment("claims", "--match", "no such claim anywhere")
     assert bad.returncode == 1 and "no claim matches" in bad.stderr
     # a failing claim makes the report exit 1

@@ -374,8 +374,8 @@ class Conv2dTest(chex.TestCase):
                                         atol=1e-12)
 
     def test_seed_004_q6_chain(self):
-        """Seed 004 Q6: conv -> 2x2 max pool (stride 1) -> MSE against the identity; the chain
-        of hand-derived backward passes equals jax.grad of the loss w.r.t. F."""
+        """Problem set 004 Q6: conv -> 2x2 max pool (stride 1) -> MSE against the identity; the
+        chain of hand-derived backward passes equals jax.grad of the loss w.r.t. F."""
         with jax.enable_x64(True):
             X = jnp.asarray([[1, 7, -1, -7, 10, 11], [2, 8, 0, 0, 12, 13], [3, 9, 0, 0, 0, 0],
                              [4, 10, -4, -10, 0, 0], [5, 11, -5, -11, 16, 17],

@@ -1,4 +1,4 @@
-"""1-D convolution / cross-correlation against numpy.convolve / numpy.correlate (seed 002 Q6)."""
+"""1-D convolution / cross-correlation against numpy's convolve / correlate (problem set 002 Q6)."""
 
 import chex
 import jax
@@ -72,7 +72,7 @@ def test_full_convolution_matches_definition(x64):
 
 
 def test_seed_002_q6_worked_answers():
-    """[1, 2, 3, 4] * [1, 0, 2]: the seed's answers, recomputed with numpy, then with conv1d."""
+    """[1, 2, 3, 4] * [1, 0, 2]: the problem set's answers, recomputed by numpy, then conv1d."""
     x, w = [1, 2, 3, 4], [1, 0, 2]
     seed = {"full": [1, 2, 5, 8, 6, 8], "valid": [5, 8], "same": [2, 5, 8, 6]}
     for mode, answer in seed.items():
@@ -142,7 +142,7 @@ def test_bad_arguments_are_named(fn, x, w, mode, match):
 @pytest.mark.parametrize("n, k", [(7, 3), (3, 7), (5, 5), (1, 4)])
 def test_integers_are_exact_without_a_convolution(mode, n, k):
     """Integer signals: numpy's exact integer results (values where float32 would round), by
-    shifted multiply-adds, no lax convolution (cuDNN refuses integer ones: the seed's answers
+    shifted multiply-adds, no lax convolution (cuDNN refuses integer ones: the problem set's answers
     failed on an H200 before)."""
     rng = np.random.default_rng(n * 10 + k)
     x, w = rng.integers(-3000, 3000, (2, n), np.int32), rng.integers(-3000, 3000, k, np.int32)

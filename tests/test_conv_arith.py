@@ -179,7 +179,7 @@ def test_receptive_field_is_the_support_of_the_input_gradient(layers):
 @given(ks=st.lists(st.integers(1, 9), min_size=1, max_size=6),
        data=st.data())
 def test_receptive_field_equals_seed_004_q10_recursion_and_closed_form(ks, data):
-    """Seed 004 Q10 (right): RF_n = RF_{n-1} + (k_n - 1) prod_{i<n} s_i, and its closed form."""
+    """Problem set 004 Q10 (right): RF_n = RF_{n-1} + (k_n - 1) prod_{i<n} s_i, and closed form."""
     ss = data.draw(st.lists(st.integers(1, 4), min_size=len(ks), max_size=len(ks)))
     rf = ks[0]
     for n in range(1, len(ks)):
@@ -306,7 +306,7 @@ def test_seed_000_q3():
     rows = ca.summarize((128, 128, 3), layers)
     shapes = _lax_shapes((128, 128, 3), layers)
     assert [r["out_shape"] for r in rows] == shapes == [(65, 65, 64), (32, 32, 64), (17, 17, 128)]
-    assert math.prod(rows[-1]["out_shape"]) == 17 * 17 * 128  # the seed's answer (right)
+    assert math.prod(rows[-1]["out_shape"]) == 17 * 17 * 128  # the problem set's answer (right)
     assert rows[-1]["params"] == _flax_params(4, 64, 128, bias=False) == 128 * 4 * 4 * 64
 
 
@@ -336,7 +336,7 @@ def test_seed_001_q3_cd_configurations_for_64_to_6(fixed):
 def test_seed_002_q6_full_valid_same_sizes():
     """[1, 2, 3, 4] * [1, 0, 2] (flipped kernel): full p = k - 1, valid p = 0, same p = (k-1)/2."""
     x, f = jnp.array([1.0, 2, 3, 4]), jnp.array([1.0, 0, 2])
-    seed = {2: [1, 2, 5, 8, 6, 8], 0: [5, 8], 1: [2, 5, 8, 6]}  # p -> the seed's answers (right)
+    seed = {2: [1, 2, 5, 8, 6, 8], 0: [5, 8], 1: [2, 5, 8, 6]}  # p -> the set's answers (right)
     for p, want in seed.items():
         y = lax.conv_general_dilated(x[None, None], f[::-1][None, None], (1,), [(p, p)])[0, 0]
         assert y.shape == (ca.output_size(4, 3, p=p),) == (len(want),)
@@ -352,13 +352,13 @@ def test_seed_002_q7():
                                                          (24, 24, 128)]
     assert math.prod(rows[-1]["out_shape"]) == 73728
     assert rows[-1]["params"] == _flax_params(4, 64, 128, bias=False) == 131072
-    # Erratum: the seed's justification divides by stride 1, which gives 121, not 25.
+    # Erratum: the problem set's justification divides by stride 1, which gives 121, not 25.
     assert ca.output_size(125, 5, 1) == _lax_size_1d(125, 5, 1, pool=True) == 121
     assert ca.output_size(125, 5, 5) == _lax_size_1d(125, 5, 5, pool=True) == 25
 
 
 def test_seed_002_q8():
-    """3x64x64 -> (64, 32, 32) -> (64, 8, 8) -> (128, 4, 4): the seed's answers are right."""
+    """3x64x64 -> (64, 32, 32) -> (64, 8, 8) -> (128, 4, 4): the problem set's answers are right."""
     def sols(i, o, **kw):
         return ca.solve(i, o, k_max=16, s_max=8, p_max=4, d_max=8, **kw)
 
@@ -382,7 +382,7 @@ def test_seed_003_q1_output_formula():
         assert ca.output_size(i, k, s, p) == _lax_size_1d(i, k, s, p) == h_out
     seed_w_out = math.floor((16 + 2 * 0 - (3 - 1)) / 1 + 1)
     assert seed_w_out == 15 != ca.output_size(16, 3) == _lax_size_1d(16, 3) == 14
-    # 1x1 kernel, p = 0: the seed's worked list for W = 16 (right) ...
+    # 1x1 kernel, p = 0: the problem set's worked list for W = 16 (right) ...
     for s, want in {2: 8, 3: 6, 4: 4, 5: 4}.items():
         assert ca.output_size(16, 1, s) == _lax_size_1d(16, 1, s) == want
     # ... but its table's floor(W/s + 1) is off by one whenever s divides W.
@@ -392,7 +392,7 @@ def test_seed_003_q1_output_formula():
 
 
 def test_seed_004_q6_shapes_and_values():
-    """6x6 input, 3x3 filter -> O 4x4 -> 2x2/1 max pool -> M 3x3 (the seed's O and M are right)."""
+    """6x6 input, 3x3 filter -> O 4x4 -> 2x2/1 max pool -> M 3x3 (the set's O and M are right)."""
     x = jnp.array([[1, 7, -1, -7, 10, 11], [2, 8, 0, 0, 12, 13], [3, 9, 0, 0, 0, 0],
                    [4, 10, -4, -10, 0, 0], [5, 11, -5, -11, 16, 17], [6, 12, -6, -12, 14, 15]],
                   jnp.float32)

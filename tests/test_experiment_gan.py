@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_experiment, step_kinds
+from conftest import TB, run_experiment, step_kinds
 
 from experiments import common
 from experiments import gan as exp
@@ -28,7 +28,7 @@ def test_run_folder_scores_table_and_reproducibility(tmp_path, drives):
     assert [lead for _, lead in drives] == [2] * len(cfg.variants) + [0]
     assert {p.name for p in tmp_path.iterdir()} == {
         "config.json", "metrics.jsonl", "results.json", "ring.png", "losses.png", "samples.png",
-        "checkpoints", ".lock"}
+        "checkpoints", ".lock"} | TB
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {
         *(f"ring-{v}" for v in cfg.variants), "images"}
     for name in ("ring.png", "losses.png", "samples.png"):
@@ -149,6 +149,38 @@ def test_summary_and_table_report_divergence_and_coverage():
     assert s["modes_mean"] == pytest.approx(7.0) and s["hq_mean"] == pytest.approx(0.7)
     text = exp.table({"modes": 8, "variants": {"minimax": s}})
     assert "seed 1 at step 120" in text and "2/3" in text
+
+
+@pytest.mark.parametrize("samples, shown", [(500, "500 generator samples"),
+                                             (2500, "2,000 of 2,500 generator samples")])
+def test_ring_title_counts_the_samples(samples, shown):
+    cfg = exp.Config(**{**SMALL, "samples": samples})
+    xs = {v: np.zeros((cfg.seeds, samples, 2)) for v in cfg.variants}
+    summary = {v: {"modes_covered": [8] * cfg.seeds, "high_quality": [1.0] * cfg.seeds}
+               for v in cfg.variants}
+    fig = exp.ring_figure(cfg, xs, summary)
+    try:
+        assert shown in fig.get_suptitle()
+        drawn = [len(c.get_offsets()) for ax in fig.axes for c in ax.collections]
+        assert drawn == [min(samples, exp.RING_SHOWN)] * len(fig.axes)
+    finally:
+        exp._pyplot().close(fig)
+
+
+def test_losses_main_title_clears_the_panel_titles():
+    losses = {v: (np.ones((2, 40)), np.ones((2, 40))) for v in gan.VARIANTS}
+    fig = exp.losses_figure(losses)
+    try:
+        fig.canvas.draw()  # lays the figure out as saving does
+        renderer = fig.canvas.get_renderer()
+        [main] = fig.texts  # the suptitle
+        assert main.get_text() == fig.get_suptitle() != ""
+        assert [ax.get_title() for ax in fig.axes] == list(gan.VARIANTS)
+        main = main.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not ax.title.get_window_extent(renderer).overlaps(main), ax.get_title()
+    finally:
+        exp._pyplot().close(fig)
 
 
 @pytest.mark.parametrize("flags, match", [

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_experiment
+from conftest import TB, run_experiment
 
 from experiments import lr_sweep as exp
 from jaxnets import curvature, data, optim, runs, train
@@ -24,7 +24,7 @@ def test_run_folder_table_and_members_equal_fit(tmp_path, drives):
     assert [lead for _, lead in drives] == [2, 2]  # one sweep (lrs x seeds) per optimizer
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
                                                      "sweep.png", "results.json", "checkpoints",
-                                                     ".lock"}
+                                                     ".lock"} | TB
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"sgd", "adam"}
     assert (tmp_path / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")  # learning curves: every member, every eval

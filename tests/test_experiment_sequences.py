@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import run_experiment
+from conftest import TB, run_experiment
 
 from experiments import adding, gradient_flow
 from jaxnets import data, runs, train
@@ -90,7 +90,7 @@ def test_adding_run_folder_table_and_cli(tmp_path, drives):
     assert [lead for _, lead in drives] == [2, 2]  # one sweep (lrs x seeds) per cell
     assert {p.name for p in tmp_path.iterdir()} == {"config.json", "metrics.jsonl",
                                                      "curves.png", "results.json", "checkpoints",
-                                                     ".lock"}
+                                                     ".lock"} | TB
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"lstm", "rnn"}
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = runs.read_jsonl(tmp_path / "metrics.jsonl")

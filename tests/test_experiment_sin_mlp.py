@@ -5,8 +5,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import MNIST_DIR, assert_same_run, run_experiment, step_kinds
+from conftest import MNIST_DIR, TB, assert_same_run, run_experiment, step_kinds
 
+from experiments import common
 from experiments import sin_mlp as exp
 from jaxnets import data, loop, optim, runs, train
 from jaxnets.models import sin_mlp
@@ -19,7 +20,7 @@ def test_defaults_reach_95_percent_on_digits_and_write_the_run_folder(tmp_path, 
     assert res["final"]["step"] == 2000
     names = {p.name for p in tmp_path.iterdir()}
     assert names == {"config.json", "metrics.jsonl", "curves.png", "params.msgpack",
-                     "results.json", "checkpoints", ".lock"}
+                     "results.json", "checkpoints", ".lock"} | TB
     # a checkpoint every fifth chunk of eval_every steps, the newest three kept
     assert [p.name for p in sorted((tmp_path / "checkpoints" / "sin_mlp").iterdir())] == [
         ".lock", *(f"step-{s:09d}.ckpt" for s in (1000, 1500, 2000))]
@@ -42,6 +43,37 @@ def test_same_seed_bit_identical_metrics(tmp_path):
     exp.run(dataclasses.replace(cfg, run_dir=tmp_path / "c", seed=1), progress=False)
     a, b, c = ((tmp_path / n / "metrics.jsonl").read_bytes() for n in "abc")
     assert a == b and a != c
+
+
+@pytest.mark.parametrize("source", ["params.msgpack", "checkpoint"])
+def test_init_from_starts_a_new_run_from_a_runs_final_params(tmp_path, source):
+    """--init-from DIR: DIR's params.msgpack, else its newest checkpoint (all a member cut out by
+    extract_member has); another model's params are refused before a folder is made."""
+    first = exp.Config(steps=200, eval_every=100, run_dir=tmp_path / "a")
+    a = exp.run(first, progress=False)
+    if source == "checkpoint":
+        (tmp_path / "a" / "params.msgpack").unlink()
+    # SGD at a rate too small to move a float32 weight: the new run keeps the params it starts
+    # from, so its evaluations are the first run's last
+    again = dataclasses.replace(first, run_dir=tmp_path / "b", init_from=tmp_path / "a",
+                                steps=100, optimizer="sgd", learning_rate=1e-30)
+    b = exp.run(again, progress=False)
+    for k in ("train/loss", "train/accuracy", "test/loss", "test/accuracy"):
+        assert b["final"][k] == pytest.approx(a["final"][k], rel=1e-6), k
+    assert b["final"]["test/accuracy"] > 0.9  # not a fresh init's 10 %
+    saved = runs.read_jsonl(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in saved] == [100]  # a new run, counted from step 0
+    with pytest.raises(ValueError, match=r"\['W1'\] is float32\[128, 64\] there, "
+                                         r"float32\[32, 64\] here"):
+        exp.run(dataclasses.replace(again, run_dir=tmp_path / "c", hidden=32), progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+def test_init_from_is_in_the_settings_only_when_given(tmp_path):
+    """Unset, it is left out, so that checkpoints written before the flag existed resume."""
+    assert "init_from" not in common.settings(exp.Config())
+    given = common.settings(exp.Config(init_from=tmp_path))
+    assert given == common.settings(exp.Config()) | {"init_from": str(tmp_path)}
 
 
 def test_experiment_equals_train_fit(tmp_path):
@@ -100,15 +132,14 @@ def test_mnist_run_from_the_shared_files(tmp_path):
 
 def test_progress_bar_advances_once_per_chunk(tmp_path, monkeypatch):
     """The loop runs under tqdm (shown after 3 s), one tick per jitted chunk."""
-    seen = {}
+    seen, real = [], loop.tqdm
 
-    def fake_tqdm(iterable, **kw):
-        seen.update(kw, ticks=0)
-        for item in iterable:
-            seen["ticks"] += 1
-            yield item
+    def bar(**kw):
+        seen.append((kw, real(**kw)))
+        return seen[-1][1]
 
-    monkeypatch.setattr(loop, "tqdm", fake_tqdm)
+    monkeypatch.setattr(loop, "tqdm", bar)
     exp.run(exp.Config(steps=300, eval_every=100, run_dir=tmp_path))
-    assert seen["total"] == seen["ticks"] == 3 and seen["initial"] == 0
-    assert seen["disable"] is False and seen["delay"] > 0
+    [(kw, made)] = seen
+    assert kw["total"] == made.n == 3 and kw["initial"] == 0
+    assert kw["disable"] is False and kw["delay"] > 0

@@ -5,7 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import pytest
-from conftest import MNIST_DIR, run_experiment, step_kinds
+from conftest import MNIST_DIR, TB, run_experiment, step_kinds
 
 from experiments import lenet as lenet_exp
 from experiments import mixer as mixer_exp
@@ -13,7 +13,7 @@ from jaxnets import data, runs
 from jaxnets.models import lenet, mixer
 
 RUN_FILES = {"config.json", "metrics.jsonl", "curves.png", "params.msgpack", "results.json",
-             "checkpoints", ".lock"}  # .lock: the folder is held by one process at a time
+             "checkpoints", ".lock"} | TB  # .lock: the folder is held by one process at a time
 
 
 def test_lenet_on_digits_resized_to_32(tmp_path, drives):
@@ -40,6 +40,11 @@ def test_mixer_on_digits_same_seed_same_numbers(tmp_path, drives):
     assert (tmp_path / "a" / "metrics.jsonl").read_bytes() == \
         (tmp_path / "b" / "metrics.jsonl").read_bytes()
     assert {p.name for p in (tmp_path / "a").iterdir()} == RUN_FILES
+
+
+def test_mixer_defaults_are_the_named_config():
+    """The experiment's architecture flags default to mixer.CONFIGS["mnist/7"], one source."""
+    assert mixer_exp.model_config(mixer_exp.Config()) == mixer.CONFIGS["mnist/7"]
 
 
 @pytest.mark.target

@@ -1,4 +1,4 @@
-"""GAN (seed 004 section 15): networks against numpy, the losses against their log forms, the
+"""GAN (problem set 004 section 15): networks against numpy, the losses against their log forms, the
 gradient penalty against an independent Jacobian, the generator's gradient of V (15.2.1), the
 saturation of the minimax loss, the optimal discriminator and V(D*) = -log 4 + 2 JSD (15.1.3),
 whole runs under vmap (seeds side by side, one member diverging), argument checks, and the ring
@@ -266,7 +266,7 @@ def test_gradient_penalty_second_order_gradient(x64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. Seed 004 15.2.1: only the fake term of V reaches the generator
+# 4. Problem set 004 15.2.1: only the fake term of V reaches the generator
 
 def test_generator_gradient_of_v_is_that_of_the_fake_term(x64):
     p, x, z = _params64(3), _rand(0, (16, 2)), _rand(1, (16, 3))

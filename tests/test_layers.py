@@ -1,4 +1,4 @@
-"""Batch norm (training mode): the hand-derived backward of seed 003 Q2 against jax.vjp."""
+"""Batch norm (training mode): the hand-derived backward of problem set 003 Q2 against jax.vjp."""
 
 import chex
 import jax

@@ -76,7 +76,7 @@ def test_mse(x64):
 
 
 class SoftmaxCrossEntropyGradTest(chex.TestCase):
-    """seed 001 Q2(g): dL/do_a = softmax(o_a) - onehot(y)."""
+    """problem set 001 Q2(g): dL/do_a = softmax(o_a) - onehot(y)."""
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_grad_equals_autodiff(self):

@@ -1,4 +1,5 @@
-"""jaxnets.optim: each optimizer against its rule from seed 004 section 11, written out in numpy.
+"""jaxnets.optim: each optimizer against its rule from problem set 004 section 11, written out in
+numpy.
 
 Every check runs >= 20 steps in float64 on f(t) = sum sin(t) + 0.1 t^4 (not quadratic, so a
 look-ahead point changes the gradient); optax gets jax.grad(f), numpy the analytic gradient.
@@ -62,7 +63,7 @@ def _seed_momentum(theta, v, alpha, beta):
 def _look_ahead_momentum(theta, v, alpha, beta, reach):
     """v <- beta v + (1 - beta) grad f(theta - reach v), theta <- theta - alpha v.
 
-    reach = alpha is the seed's Nesterov (004 11.1.1), reach = alpha beta Sutskever's.
+    reach = alpha is the problem set's Nesterov (004 11.1.1), reach = alpha beta Sutskever's.
     """
     v = beta * v + (1 - beta) * _grad(theta - reach * v)
     return theta - alpha * v, v
@@ -98,7 +99,7 @@ def test_unknown_optimizer_name():
     ("adam", 0.1, _seed_adam, (ZERO, ZERO, 0)),
 ])
 def test_optimizer_follows_the_seed_rule_step_by_step(x64, name, alpha, seed_rule, state0):
-    """seed 004 section 11, written out in numpy, against the registered optax version."""
+    """problem set 004 section 11, written out in numpy, against the registered optax version."""
     got = _optax_run(optim.get(name)(alpha))
     want = _numpy_run(partial(seed_rule, alpha=alpha), state0)
     for (params, _), (theta, _) in zip(got, want, strict=True):
@@ -118,7 +119,7 @@ def test_seed_momentum_is_optax_sgd_with_learning_rate_times_one_minus_beta(x64,
 
 @pytest.mark.parametrize("alpha, beta", [(0.05, 0.9), (0.05, 0.5), (0.02, 0.99), (0.1, 0.3)])
 def test_nesterov_holds_the_seeds_look_ahead_point(x64, alpha, beta):
-    """The params are theta_t - alpha v_t of seed 004 11.1.1; nesterov_theta gives back theta_t."""
+    """The params are theta_t - alpha v_t (problem set 004 11.1.1); nesterov_theta gives theta_t."""
     got = _optax_run(optim.get("nesterov")(alpha, beta=beta))
     want = _numpy_run(partial(_look_ahead_momentum, alpha=alpha, beta=beta, reach=alpha), ZERO)
     for (params, state), (theta, v) in zip(got, want, strict=True):
@@ -138,7 +139,8 @@ def test_seed_nesterov_at_beta_one_half_is_gradient_descent_on_the_look_ahead_po
 @pytest.mark.parametrize("beta", [0.3, 0.8, 0.9])
 def test_optax_nesterov_looks_ahead_by_the_momentum_part_only(x64, beta):
     """optax.sgd(alpha (1 - beta), beta, nesterov=True) holds theta - alpha beta v of the rule
-    with the gradient at theta - alpha beta v, and differs from the seed's (at alpha v) rule."""
+    with the gradient at theta - alpha beta v, and differs from the problem set's (at alpha v)
+    rule."""
     alpha = 0.05
     got = _optax_run(optax.sgd(alpha * (1 - beta), momentum=beta, nesterov=True))
     sutskever = _numpy_run(

@@ -213,10 +213,10 @@ def test_a_new_run_refuses_a_folder_with_a_run_unless_overwrite(tmp_path, capsys
     args = ["--steps", "20", "--eval-every", "10", "--hidden", "8", "--checkpoint-every", "0",
             "--run-dir", str(run_dir)]
     sin_mlp.main(args)
-    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     with pytest.raises(SystemExit, match=f"{run_dir} already holds a run .*--overwrite"):
         sin_mlp.main([*args, "--seed", "1"])
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     sin_mlp.main([*args, "--seed", "1", "--overwrite"])
     assert json.loads((run_dir / "config.json").read_text())["seed"] == 1
     with pytest.raises(SystemExit, match="continues the run in its own folder; leave out "

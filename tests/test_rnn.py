@@ -1,6 +1,6 @@
-"""Vanilla RNN and LSTM (seed 004 Q13, Q14): parameters, steps against numpy, padded scans against
-each sequence run alone, flax's LSTM convention, hand BPTT against autodiff, the step Jacobians,
-the two gaps in the seed's answers, argument checks, and jit / vmap."""
+"""Vanilla RNN and LSTM (problem set 004 Q13, Q14): parameters, steps against numpy, padded scans
+against each sequence run alone, flax's LSTM convention, hand BPTT against autodiff, the step
+Jacobians, the two gaps in the problem set's answers, argument checks, and jit / vmap."""
 
 import itertools
 from functools import partial
@@ -659,15 +659,15 @@ def test_lstm_jacobian_equals_autodiff_of_the_full_state(x64):
 
 
 def test_seed_q13_gap_the_cell_gradient_also_flows_through_h(x64):
-    """Seed 004 Q13: "f, i, c~ do not depend on c(t-1), so dc_t/dc_{t-1} = diag(f_t)". That is
-    the partial with h_{t-1} held fixed. But h_{t-1} = o_{t-1} tanh(c_{t-1}) and the gates read
+    """Problem set 004 Q13: "f, i, c~ do not depend on c(t-1), so dc_t/dc_{t-1} = diag(f_t)". That
+    is the partial with h_{t-1} held fixed. But h_{t-1} = o_{t-1} tanh(c_{t-1}) and the gates read
     h_{t-1}: the dc_dh block is not zero, and along a sequence dc_t/dc_{t-1} != diag(f_t)."""
     p, (h0, c0), x1, x2 = _lstm_point()
     d_h = h0.shape[0]
     (h1, c1), _ = rnn.lstm_step(p, (h0, c0), x1)
     J2 = rnn.lstm_jacobian(p, (h1, c1), x2)
     f2 = np.diag(np.asarray(rnn.lstm_cell_path(p, (h1, c1), x2)))
-    assert np.linalg.norm(J2.dc_dh) > 0.05  # the block the seed's answer leaves out
+    assert np.linalg.norm(J2.dc_dh) > 0.05  # the block the problem set's answer leaves out
 
     # the chain c_1 -> h_1 = o_1 tanh(c_1) -> gates of step 2 -> c_2 (o_1 is step 1's gate)
     o1 = jax.nn.sigmoid(rnn.lstm_gates(p, (h0, c0), x1)["z_o"])
@@ -689,7 +689,7 @@ def test_seed_q13_gap_the_cell_gradient_also_flows_through_h(x64):
 
 
 # ---------------------------------------------------------------------------------------------
-# 7. Seed 004 Q14.1: eigenvalues of each J_t below 1 do not make the product stable
+# 7. Problem set 004 Q14.1: eigenvalues of each J_t below 1 do not make the product stable
 
 def test_seed_q14_1_each_factor_has_spectral_radius_below_one_but_the_product_grows(x64):
     """W_h = [[0, a], [b, 0]] and phi' alternating diag(1, delta), diag(delta, 1):

@@ -1,4 +1,4 @@
-"""The sin-MLP of seed 001 Q2: hand-derived backprop (Q2(g)-(o)) and Q2(p) against autodiff."""
+"""The sin-MLP of problem set 001 Q2: hand backprop (Q2(g)-(o)) and Q2(p) against autodiff."""
 
 import chex
 import jax
@@ -33,7 +33,7 @@ def test_init_shapes_and_parameter_count():
     params = sin_mlp.init(jax.random.key(0), d=784, d_h=256, m=10)
     chex.assert_shape([params["W1"], params["b1"], params["W2"], params["b2"]],
                       [(256, 784), (256,), (10, 256), (10,)])
-    # n_theta = d_h (d + 1) + m (d_h + 1)  (seed 001 Q2(e))
+    # n_theta = d_h (d + 1) + m (d_h + 1)  (problem set 001 Q2(e))
     assert sum(v.size for v in jax.tree.leaves(params)) == 256 * 785 + 10 * 257 == 203_530
 
 

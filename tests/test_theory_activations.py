@@ -1,4 +1,5 @@
-"""jaxnets.theory.activations: the seeds' identities, limits and the distributional derivative of
+"""jaxnets.theory.activations: the problem sets' identities, limits and the distributional
+derivative of
 H, each against an independent computation, in float64; and every claim of the module passes."""
 
 from functools import partial

@@ -1,5 +1,5 @@
 """Threshold networks from truth tables: cubes, prime implicants, the compiler, the sigmoid
-steepness bound, and the seed's hand-set networks, each against a brute-force reference."""
+steepness bound, and the problem set's hand-set networks, each against a brute-force reference."""
 
 import itertools
 import math
@@ -151,7 +151,7 @@ def test_k_star_closed_form_and_too_flat_sigmoid_fails(x64):
     assert flat.tolist() == np.flatnonzero(~table[:, 0]).tolist()
 
 
-# ---------------------------------------------------------------- the seed's networks
+# ---------------------------------------------------------------- the problem set's networks
 
 
 @pytest.mark.parametrize("make", [bo.seed_hamming_net, bo.seed_xor_net,
@@ -222,4 +222,4 @@ def test_bad_input_raises():
 def test_claim(claim):
     out = claim.check()
     assert out.passed, out.measured
-    assert out.differs == ("seed's" in claim.statement)  # only the seed's networks err
+    assert out.differs == ("seed's" in claim.statement)  # only the problem set's networks err

@@ -1,6 +1,6 @@
-"""jaxnets.theory.constructions: sigmoid -> tanh nets (seed 002 Q4), interpolation with N - 1
+"""jaxnets.theory.constructions: sigmoid -> tanh nets (problem set 002 Q4), interpolation with N - 1
 hidden units (Q5.3 ReLU, Q5.4 sigmoid), a conv layer as a dense matrix and the parameter counts
-(seed 004 Q7), each against an independent computation in float64; every claim passes.
+(problem set 004 Q7), each against an independent computation in float64; every claim passes.
 
 Inputs come from numpy, so no test compiles a random-number kernel."""
 
@@ -35,7 +35,7 @@ def _net(seed, widths, scale=2.0):
 def test_claim_passes(claim):
     outcome = claim.check()
     assert outcome.passed, outcome.measured
-    assert (outcome.seed_value is None) == (outcome.computed is None)
+    assert (outcome.stated_value is None) == (outcome.computed is None)
 
 
 def test_claim_names_are_unique():
@@ -65,7 +65,7 @@ def test_sigmoid_to_tanh_same_function(widths):
 
 
 def test_sigmoid_to_tanh_one_hidden_layer_is_the_seeds_formula():
-    """Seed 002 Q4, entrywise: w1~ = w1 / 2 (biases too), w2~_kj = w2_kj / 2 for j != 0,
+    """Problem set 002 Q4, entrywise: w1~ = w1 / 2 (biases too), w2~_kj = w2_kj / 2 for j != 0,
     w2~_k0 = sum_{l=1..M} w2_kl / 2 + w2_k0; and its compact form with B (M+1) x (M+1)."""
     D, M, K = 3, 5, 2
     (l1, l2) = _net(0, (D, M, K))
@@ -74,7 +74,7 @@ def test_sigmoid_to_tanh_one_hidden_layer_is_the_seeds_formula():
     np.testing.assert_array_equal(t1["b"], l1["b"] / 2)
     np.testing.assert_array_equal(t2["W"], l2["W"] / 2)
     np.testing.assert_allclose(t2["b"], l2["b"] + l2["W"].sum(0) / 2, rtol=1e-15)
-    # the seed's matrices: w2 is K x (M+1) with the bias in column 0
+    # the problem set's matrices: w2 is K x (M+1) with the bias in column 0
     w2 = np.concatenate([np.asarray(l2["b"])[:, None], np.asarray(l2["W"]).T], axis=1)
     B = np.zeros((M + 1, M + 1))
     B[:, 0] = 1
@@ -130,7 +130,7 @@ def test_relu_interpolant_hits_every_point(N, n, m):
     layers = C.relu_interpolant(x, f, w)
     assert layers[0]["W"].shape == (n, N - 1) and layers[1]["W"].shape == (N - 1, m)
     assert _relative_miss(layers, x, f, relu) < 1e-14
-    # the seed's M: upper triangular, diagonal (eps, ..., eps, 1) with eps = min gap
+    # the problem set's M: upper triangular, diagonal (eps, ..., eps, 1) with eps = min gap
     t = np.sort(np.asarray(x @ w))[::-1]
     delta = np.min(t[:-1] - t[1:])
     M = np.asarray(C.interpolation_matrix(jnp.asarray(t), jnp.asarray(t[:-1] - delta), relu))
@@ -297,9 +297,9 @@ def test_param_counts_against_the_matrix(case):
 
 
 def test_param_counts_seed_layers():
-    # seed 004 Q6: 6x6 input, 3x3 filter, 4x4 output
+    # problem set 004 Q6: 6x6 input, 3x3 filter, 4x4 output
     assert C.param_counts((6, 6, 1), (3, 3, 1, 1)) == (9 + 1, 16 * 9 + 16, 36 * 16 + 16)
-    # seed 004 Q9: 205x205x10 -> 66x66x96, K = 10, stride 3; without padding the local
+    # problem set 004 Q9: 205x205x10 -> 66x66x96, K = 10, stride 3; without padding the local
     # weights are the multiplications
     q9 = C.param_counts((205, 205, 10), (10, 10, 10, 96), stride=3)
     units = 66 * 66 * 96

@@ -17,18 +17,18 @@ from jaxnets.theory.convergence import CLAIMS
 def test_claim_passes(claim):
     outcome = claim.check()
     assert outcome.passed, outcome.measured
-    assert not outcome.differs  # the seeds' convergence answers hold
+    assert not outcome.differs  # the problem sets' convergence answers hold
 
 
 def test_claim_names_are_unique():
     assert len({c.name for c in CLAIMS}) == len(CLAIMS)
 
 
-# ---------------------------------------------------------------- seed 000 Q5(a)
+# ---------------------------------------------------------------- problem set 000 Q5(a)
 
 
 def _f(x: float) -> float:
-    """The seed's eq. 8 in plain Python."""
+    """The problem set's eq. 8 in plain Python."""
     if x > 1:
         return 0.75 * (1 - x) ** 2 - 2 * (1 - x)
     if x < -1:
@@ -51,7 +51,7 @@ def test_max_curvature(x64):
 
 
 def test_gradient_descent_at_eta_one_matches_the_seeds_update(x64):
-    """The seed's update: x -> -x/2 - 1/2 for x > 1, -x/2 + 1/2 for x < -1, -x otherwise."""
+    """The problem set's update: x -> -x/2 - 1/2 for x > 1, -x/2 + 1/2 for x < -1, -x otherwise."""
     for x0 in (1.5, 7.0, 100.0, 0.3):
         x, want = x0, [x0]
         for _ in range(30):
@@ -122,7 +122,7 @@ def test_argument_checks():
         cv.logistic_smoothness(jnp.ones(3))
 
 
-# ---------------------------------------------------------------- seed 000 Q5(b)
+# ---------------------------------------------------------------- problem set 000 Q5(b)
 
 
 def test_logistic_loss_gradient_and_smoothness(x64):
@@ -159,7 +159,7 @@ def test_descent_bound_holds_for_a_badly_conditioned_quadratic(x64):
     assert bool(jnp.all(lhs <= rhs)) and float(lhs[-1]) < float(lhs[0])
 
 
-# ---------------------------------------------------------------- seed 004 Q12
+# ---------------------------------------------------------------- problem set 004 Q12
 
 
 def test_eigen_components_iterate_the_scalar_recursion(x64):
@@ -187,7 +187,7 @@ def test_early_stopping_ratios(x64):
         1000 * (math.log1p(-0.01) + 0.01)), rtol=1e-12)
 
 
-# ---------------------------------------------------------------- seed 004 Q11.2
+# ---------------------------------------------------------------- problem set 004 Q11.2
 
 
 def test_newton_one_step_on_a_quadratic(x64):

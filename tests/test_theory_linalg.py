@@ -51,7 +51,7 @@ def test_seed_points_have_covariance_about_mu_but_not_mean_mu(x64):
     Sigma, mu = _spd(rng, 4), rng.standard_normal(4)
     X = np.asarray(la.seed_points(mu, Sigma))
     lam = np.linalg.eigvalsh(Sigma)
-    np.testing.assert_allclose((X - mu).T @ (X - mu) / 4, Sigma, atol=1e-14)  # the seed's step
+    np.testing.assert_allclose((X - mu).T @ (X - mu) / 4, Sigma, atol=1e-14)  # the set's step
     # row i is mu + sqrt(n lambda_i) u_i, u_i a unit eigenvector (its sign is eigh's choice,
     # which differs between LAPACK and GPU solvers), so the mean is off mu by their sum / n
     D = X - mu

@@ -1,4 +1,4 @@
-"""jaxnets.theory.permutations (seed 000 Q4(c)-(d)): the Lehmer-code enumeration against
+"""jaxnets.theory.permutations (problem set 000 Q4(c)-(d)): the Lehmer-code enumeration against
 itertools, the patch table's row-wise structure, the vectorised search against a brute-force
 loop with a different row test (sorted rows), images whose equal rows add solutions, P_reverse;
 and every claim of the module passes."""
@@ -47,12 +47,12 @@ def _brute_force(params, A):
 def test_claim_passes(claim):
     outcome = claim.check()
     assert outcome.passed, outcome.measured
-    assert (outcome.seed_value is None) == (outcome.computed is None)
+    assert (outcome.stated_value is None) == (outcome.computed is None)
 
 
 def test_seed_count_flagged():
     c, d = (claim.check() for claim in pm.CLAIMS)
-    assert c.differs and c.seed_value == "5" and c.computed.startswith("6")
+    assert c.differs and c.stated_value == "5" and c.computed.startswith("6")
     assert not d.differs
 
 

@@ -1,4 +1,4 @@
-"""Seed 004 Q3-Q4 worked examples: hand Jacobians and hand backprop against jax autodiff."""
+"""Problem set 004 Q3-Q4 worked examples: hand Jacobians and hand backprop against jax autodiff."""
 
 import math
 
@@ -55,7 +55,7 @@ def _random_net(key, d, hidden, m):
 def test_seed_network_forward_by_scalars(x64):
     s = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
     fw = wk.forward(wk.seed_network(), jnp.array([0.0, 1.0]))
-    h1, h2 = s(2.5), s(1.7)  # the seed's pre-activations 1 + 1.5 and -0.3 + 2 are right
+    h1, h2 = s(2.5), s(1.7)  # the problem set's pre-activations 1 + 1.5 and -0.3 + 2 are right
     np.testing.assert_allclose(fw.h, [h1, h2], rtol=1e-15)
     np.testing.assert_allclose(fw.yhat, [s(h1 + 0.5 * h2 - 1)], rtol=1e-15)
     w = wk.named_weights(wk.seed_network())

@@ -1,5 +1,5 @@
 """Layers as pure functions on batched NHWC / [..., C] arrays, each forward paired with its
-hand-derived backward where the seeds derive one.
+hand-derived backward where the problem sets derive one.
 
 - ``dense``, ``dense_init``, ``gelu``: jaxnets.layers.dense
 - ``conv2d``, ``conv2d_backward`` (backward as convolutions) and ``conv2d_manual`` (conv2d

@@ -1,11 +1,11 @@
 """2-D convolution (NHWC, HWIO) and its hand-derived backward, written as convolutions.
 
-Forward (cross-correlation, the deep-learning convention; seed 004 Q5 with stride s, padding,
+Forward (cross-correlation, the deep-learning convention; problem set 004 Q5 with stride s, padding,
 dilation d and channels):
 
     O[n, i, j, o] = b[o] + sum_{a, b, c} X_pad[n, s i + d a, s j + d b, c] F[a, b, c, o]
 
-Backward (seed 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call in
+Backward (problem set 004 Q5, generalised), each term one ``lax.conv_general_dilated`` call in
 ``conv2d_backward`` (``conv2d_manual`` by default computes them with the fast paths of
 jaxnets.kernels.conv_rows where those pay, see its ``impl``):
 
@@ -203,7 +203,7 @@ _conv_manual.defvjp(_conv_manual_fwd, _conv_manual_bwd)
 
 def conv2d_backward(dO: Array, x: Array, F: Array, *, stride=1, padding: Padding = "VALID",
                     dilation=1) -> ConvGrads:
-    """Hand-derived gradients of ``conv2d`` as convolutions (seed 004 Q5, generalised).
+    """Hand-derived gradients of ``conv2d`` as convolutions (problem set 004 Q5, generalised).
 
     Args:
       dO: [B, H_o, W_o, C_out], dL/dO. x, F and the configuration: as given to ``conv2d``.

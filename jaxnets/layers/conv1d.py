@@ -1,6 +1,6 @@
 """1-D convolution (kernel flipped, as numpy.convolve) and cross-correlation (as numpy.correlate).
 
-Seed 002 Q6 asks for the "full", "valid" and "same" convolution *with kernel flipping* of
+Problem set 002 Q6 asks for the "full", "valid" and "same" convolution *with kernel flipping* of
 [1, 2, 3, 4] * [1, 0, 2]; the phrase separates true convolution, (x * w)[t] = sum_i x[i] w[t - i],
 from the cross-correlation that deep-learning "conv" layers compute, c[t] = sum_i x[i + t] w[i].
 Both are here, for x [..., n] (any leading batch axes) and one kernel w [k]:
@@ -24,7 +24,7 @@ zero-padded by (k - 1 - o, o + len - n), with w (correlation) or w reversed (con
 swapping arguments: the padding alone selects F[o : o + len]. Integers and booleans take k
 shifted multiply-adds of the same padded x (exact; cuDNN has no such integer convolution).
 
-Seed 002 Q6's worked answers, recomputed with numpy in tests/test_conv1d.py, are right:
+Problem set 002 Q6's worked answers, recomputed with numpy in tests/test_conv1d.py, are right:
 full [1, 2, 5, 8, 6, 8], valid [5, 8], same [2, 5, 8, 6]. (No errata for Q6.)
 """
 
@@ -86,7 +86,7 @@ def _correlate_window(x: Array, kernel: Array, start: int, length: int) -> Array
 
 
 def conv1d(x: Array, w: Array, mode: Mode = "full") -> Array:
-    """True 1-D convolution (x * w)[t] = sum_i x[i] w[t - i], kernel flipped (seed 002 Q6).
+    """True 1-D convolution (x * w)[t] = sum_i x[i] w[t - i], kernel flipped (problem set 002 Q6).
 
     Equals ``numpy.convolve(x, w, mode)`` for each row, for every n and k (k > n included).
 

@@ -1,13 +1,13 @@
 """Normalisation layers: layer norm, and batch norm with its hand-derived backward.
 
-Batch norm (training mode) follows seed 003 Q2. Features are on the last axis; statistics are
+Batch norm (training mode) follows problem set 003 Q2. Features are on the last axis; statistics are
 taken over every other axis (the batch for [B, C], batch and space for NHWC [B, H, W, C]).
 
 Seed errata (the code is checked against ``jax.vjp`` in float64, tests/test_layers.py):
-- seed 003 Q2 boxes dl/dx_i = 1/(m sqrt(var + eps)) (m dl/dy_i gamma - sum_j dl/dx_j
+- problem set 003 Q2 boxes dl/dx_i = 1/(m sqrt(var + eps)) (m dl/dy_i gamma - sum_j dl/dx_j
   - x^_i sum_j x^_j dl/dx_j). The two sums must run over dl/dx^_j = gamma dl/dy_j, not dl/dx_j
   (which is what is being solved for).
-- seed 003 Q2 boxes dl/dgamma = sum_i dl/dy_i gamma; it is sum_i dl/dy_i x^_i, since
+- problem set 003 Q2 boxes dl/dgamma = sum_i dl/dy_i gamma; it is sum_i dl/dy_i x^_i, since
   y_i = gamma x^_i + beta.
 """
 
@@ -63,7 +63,7 @@ def batch_norm(x: Array, gamma: Array, beta: Array, eps: float = 1e-5) -> Array:
 
 
 def batch_norm_backward(dy: Array, x: Array, gamma: Array, eps: float = 1e-5) -> BatchNormGrads:
-    """Hand-derived backward of ``batch_norm`` (seed 003 Q2, corrected).
+    """Hand-derived backward of ``batch_norm`` (problem set 003 Q2, corrected).
 
     With m the number of elements per feature and dx^ = gamma dy:
       dx_i   = 1 / (m sqrt(var + eps)) (m dx^_i - sum_j dx^_j - x^_i sum_j x^_j dx^_j)

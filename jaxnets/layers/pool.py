@@ -15,7 +15,7 @@ defaults to ``window`` (non-overlapping windows). ``padding`` is "VALID" (none),
 (H_out = ceil(H / s_h), the extra row/column going to the bottom/right, as
 ``lax.padtype_to_pads``) or explicit ((lo_h, hi_h), (lo_w, hi_w)) with 0 <= pad < window, so
 that every window holds at least one real element. With padded height H_p = H + lo_h + hi_h,
-H_out = floor((H_p - kh) / s_h) + 1, the formula of seed 002 Q7-Q8 (there with p per side).
+H_out = floor((H_p - kh) / s_h) + 1, the formula of problem set 002 Q7-Q8 (there with p per side).
 
 Padding conventions:
 - max pool pads with the dtype's lowest value (-inf for floats), so padding never wins against
@@ -26,7 +26,7 @@ Padding conventions:
   by the number of real (unpadded) elements in its window (TensorFlow's "SAME" average).
 
 Seed errata (checked in tests/test_pool.py):
-- seed 002 Q7.1 computes the 5 x 5 non-overlapping max pool of the 125 x 125 map as
+- problem set 002 Q7.1 computes the 5 x 5 non-overlapping max pool of the 125 x 125 map as
   floor((125 + 2*0 - 5) / 1) + 1 = 25. The stride of a non-overlapping 5 x 5 pool is 5:
   floor((125 - 5) / 5) + 1 = 25; with stride 1 the formula gives 121. The boxed 25 is right.
 """
@@ -272,7 +272,7 @@ def max_pool_backward(dy: Array, x: Array, window: int | Pair, strides: int | Pa
                       padding: Padding = "VALID", *, impl: str | None = None) -> Array:
     """Hand-derived backward of ``max_pool``: dx = sum over windows of dy routed to the arg-max.
 
-    dl/dx[b, h, w, c] = sum_{(p, q)} dy[b, p, q, c] [(h, w) = argmax of window (p, q)], so each
+    dl/dx[b, h, w, c] = sum_{(p, q)} dy[b, p, q, c] 1{(h, w) = argmax of window (p, q)}, so each
     output's gradient goes to one element of its window, and an element that is the arg-max of
     several overlapping windows receives the sum of their gradients.
 

@@ -1,6 +1,6 @@
 """A GAN as pure functions: MLP generator and discriminator, three losses, and its training step.
 
-Seed 004 section 15. With D(x) = sigma(l(x)) (the discriminator outputs a logit l) and fakes
+Problem set 004 section 15. With D(x) = sigma(l(x)) (the discriminator outputs a logit l) and fakes
 G(z), z ~ N(0, I):
 
     V(G, D) = E_x log D(x) + E_z log(1 - D(G(z)))                  (the game's value, ``value``)
@@ -131,8 +131,8 @@ def gradient_penalty(D: Layers, x_real: Array, x_fake: Array, eps: Array) -> Arr
 
 
 def value(params: Params, x_real: Array, z: Array, *, out: str = "linear") -> Array:
-    """The game's value V(G, D) = E log D(x) + E log(1 - D(G(z))) (seed 004 15.1), estimated on
-    the batch. ``-value`` is the discriminator's BCE loss."""
+    """The game's value V(G, D) = E log D(x) + E log(1 - D(G(z))) (problem set 004 15.1), estimated
+    on the batch. ``-value`` is the discriminator's BCE loss."""
     l_fake = discriminator(params["D"], generator(params["G"], z, out=out))
     return -d_loss_bce(discriminator(params["D"], x_real), l_fake)
 
@@ -352,8 +352,8 @@ def train_discriminator(key: Array, D: Layers, sample_real: Callable[[Array, int
                         batch_size: int, optimizer: optax.GradientTransformation,
                         opt_state: optax.OptState | None = None
                         ) -> tuple[Layers, optax.OptState, Array]:
-    """D alone against a fixed fake distribution (seed 004 15.1.3): ``steps`` optax steps on the
-    BCE loss, fresh batches from ``sample_real(key, n)`` and ``sample_fake(key, n)`` each step.
+    """D alone against a fixed fake distribution (problem set 004 15.1.3): ``steps`` optax steps on
+    the BCE loss, fresh batches from ``sample_real(key, n)`` and ``sample_fake(key, n)`` each step.
     Pass the returned opt_state back to continue. Returns (D, opt_state, L_D [steps])."""
     opt_state = optimizer.init(D) if opt_state is None else opt_state
 

@@ -9,7 +9,7 @@ Params ``{"C1": {"F", "b"}, "C3": {"F", "b"}, "F5": {"W", "b"}, "F6": {"W", "b"}
 32x32x1 input and 10 classes (tests/test_lenet.py counts them). The activation ("relu", "tanh",
 "sigmoid") and pooling ("max", "avg") are keyword arguments of ``apply``, ``loss`` and
 ``metrics``; bind them with functools.partial for training. Gradients are hand-derived by
-default (``grads="manual"``): convolutions are ``layers.conv2d_manual`` (seed 004 Q5's
+default (``grads="manual"``): convolutions are ``layers.conv2d_manual`` (problem set 004 Q5's
 gradients) and max pooling is ``layers.max_pool_manual`` (arg-max routing), both with their
 default ``impl``, the fast paths of jaxnets.kernels where those pay (for C1 and C3 the
 gradients as matrix products over image rows); ``grads="manual_xla"`` runs the same

@@ -1,4 +1,4 @@
-"""MLP-Mixer (Tolstikhin et al. 2021; seed 000 Q4): patches, token mixing, channel mixing.
+"""MLP-Mixer (Tolstikhin et al. 2021; problem set 000 Q4): patches, token mixing, channel mixing.
 
 An NHWC image [H, W, C_in] is cut into S = HW/P^2 non-overlapping P x P patches (row-major
 over the patch grid), each linearly embedded to C channels: the table X [S, C]. Each of the N
@@ -40,7 +40,7 @@ At fixed P, D_S, D_C, C every term but the head (and the GELU of the token-mixin
 layer, D_S C values) is linear in S: the cost is affine in S (experiments/benchmark_mixer.py
 measures it). Attention would instead cost O(S^2 C) per layer.
 
-Seed errata (seed 000 Q4; each is checked in tests/test_mixer.py):
+Seed errata (problem set 000 Q4; each is checked in tests/test_mixer.py):
 - Q4(a) is right: 64 x 64 input, output table 16 x 128 gives S = 16, C = 128,
   P = sqrt(64 * 64 / 16) = 16.
 - Q4(b) writes "D_s = number of channels = c, D_c = number of input patches = s". No: D_S and
@@ -121,11 +121,11 @@ CONFIGS: dict[str, MixerConfig] = {
     "B/16": _paper(16, 768, 384, 3072, 12),
     "L/32": _paper(32, 1024, 512, 4096, 24),
     "L/16": _paper(16, 1024, 512, 4096, 24),
-    # Small ones for 28 x 28 MNIST on a CPU.
-    "mnist/7": MixerConfig((28, 28), 1, 7, 64, 32, 128, 4, 10),  # S = 16
+    # Small ones for 28 x 28 MNIST on a CPU (mnist/7: experiments.mixer's defaults).
+    "mnist/7": MixerConfig((28, 28), 1, 7, 64, 64, 256, 4, 10),  # S = 16
     "mnist/4": MixerConfig((28, 28), 1, 4, 64, 64, 256, 4, 10),  # S = 49
-    # The seed's Q4(a) case: 64 x 64 input, P = 16, X is 16 x 128.
-    "seed-64": MixerConfig((64, 64), 3, 16, 128, 64, 512, 2, 10),
+    # The problem set's Q4(a) case: 64 x 64 input, P = 16, X is 16 x 128.
+    "problem-set-000": MixerConfig((64, 64), 3, 16, 128, 64, 512, 2, 10),
 }
 """Named configurations; parameter counts are checked exactly in tests/test_mixer.py."""
 
@@ -244,7 +244,17 @@ def _init_tree(key: Array, shape: tuple[int, ...], dtype) -> Params:
 
 
 def init_from_config(key: Array, config: MixerConfig, dtype=jnp.float32) -> Params:
-    """``init`` with the sizes of a ``MixerConfig`` (e.g. ``CONFIGS["mnist/7"]``)."""
+    """``init`` with the sizes of a ``MixerConfig`` (e.g. ``CONFIGS["mnist/7"]``).
+
+    Examples:
+        >>> import jax
+        >>> from jaxnets.models import mixer
+        >>> params = mixer.init_from_config(jax.random.key(0), mixer.CONFIGS["mnist/7"])
+        >>> params["layers"]["W1"].shape  # N, D_S, S
+        (4, 64, 16)
+        >>> mixer.num_params(params)
+        145866
+    """
     return init(key, **dataclasses.asdict(config), dtype=dtype)
 
 

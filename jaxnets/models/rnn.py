@@ -1,9 +1,9 @@
-"""Recurrent networks as ``lax.scan`` steps: a vanilla RNN and an LSTM (seed 004 Q13, Q14).
+"""Recurrent networks as ``lax.scan`` steps: a vanilla RNN and an LSTM (problem set 004 Q13, Q14).
 
     RNN:   a_t = W_h h_{t-1} + W_x x_t + b,  h_t = phi(a_t)
     LSTM:  z_t = W_h h_{t-1} + W_x x_t + b = [z_i; z_f; z_g; z_o]   (one stacked [4 d_h] vector)
-           i_t = sigma(z_i), f_t = sigma(z_f), g_t = tanh(z_g) (the seed's c~_t), o_t = sigma(z_o)
-           c_t = f_t * c_{t-1} + i_t * g_t,   h_t = o_t * tanh(c_t)
+           i_t = sigma(z_i), f_t = sigma(z_f), g_t = tanh(z_g) (the problem set's c~_t), o_t =
+           sigma(z_o) c_t = f_t * c_{t-1} + i_t * g_t,   h_t = o_t * tanh(c_t)
     both:  o_t = W_y h_t + c  (the output's pre-activation; psi is in the loss)
 
 Params, the same names for both cells (column-vector maths as in the seed, rows below are
@@ -338,7 +338,7 @@ def metrics(params: Params, batch: Batch, *, kind: str = "mse", phi: str = "tanh
 
 
 # ---------------------------------------------------------------------------------------------
-# Backprop through time by hand (seed 004 Q14.2), the RNN.
+# Backprop through time by hand (problem set 004 Q14.2), the RNN.
 
 def _output_grads(o: Array, y: Array, weight: Array, kind: str) -> tuple[Array, Array]:
     """(L, dL/do_t) with L = sum_t weight_t l(o_t, y_t). o: [T, B, d_y]; weight [T, B] (mask/B).
@@ -404,15 +404,16 @@ def rnn_forward(params: Params, xs: Array, lengths: Array | None = None, *, phi:
 def rnn_value_and_bptt(params: Params, batch: Batch, lengths: Array | None = None, *,
                       kind: str = "mse", target: str = "last", phi: str = "tanh"
                       ) -> tuple[Array, Params]:
-    """(loss, dL/dtheta) for the RNN from one forward scan and one reverse scan (seed 004 Q14.2).
+    """(loss, dL/dtheta) for the RNN from one forward scan and one reverse scan (problem set 004
+    Q14.2).
 
     With delta_t = dL/dh_t (``_bptt_scan``) and da_t = delta_t * phi'(a_t):
       dL/dW_h = sum_t da_t h_{t-1}^T,  dL/dW_x = sum_t da_t x_t^T,  dL/db = sum_t da_t,
       dL/dW_y = sum_t dL/do_t h_t^T,   dL/dc = sum_t dL/do_t,
     summed over the batch too; each sum over t is one matmul after the reverse scan. Padded steps
-    get no loss and pass delta through unchanged. Note the order of the seed's product: dh_k/dh_t
-    = J_k J_{k-1} ... J_{t+1} (latest on the left), so delta_t needs J_{t+1}^T ... J_k^T; the
-    seed's prod_{j=t+1}^k J_j read left to right is the reverse.
+    get no loss and pass delta through unchanged. Note the order of the problem set's product:
+    dh_k/dh_t = J_k J_{k-1} ... J_{t+1} (latest on the left), so delta_t needs J_{t+1}^T ... J_k^T;
+    the seed's prod_{j=t+1}^k J_j read left to right is the reverse.
     Returns what ``jax.value_and_grad(loss)`` returns.
     """
     xs, y = batch
@@ -462,7 +463,7 @@ def rnn_bptt(params: Params, batch: Batch, lengths: Array | None = None, *, kind
 
 
 # ---------------------------------------------------------------------------------------------
-# Backprop through time by hand, the LSTM. Seed 004 Q13 gives only dc_t/dc_{t-1} = diag(f_t);
+# Backprop through time by hand, the LSTM. Problem set 004 Q13 gives only dc_t/dc_{t-1} = diag(f_t);
 # the whole backward, with delta_t = dL/dh_t and gamma_t = dL/dc_t (each over all paths):
 #   gamma_t  = gamma'_t + delta_t * o_t * tanh'(c_t)      gamma'_t = gamma_{t+1} f_{t+1} (0 at T)
 #   dz_o = delta_t tanh(c_t) sigma'(z_o),  dz_i = gamma_t g_t sigma'(z_i),
@@ -477,7 +478,7 @@ class LstmForward(NamedTuple):
 
     i: Array  # [T, B, d_h] input gate sigma(z_i)
     f: Array  # [T, B, d_h] forget gate sigma(z_f)
-    g: Array  # [T, B, d_h] candidate tanh(z_g), the seed's c~_t
+    g: Array  # [T, B, d_h] candidate tanh(z_g), the problem set's c~_t
     o: Array  # [T, B, d_h] output gate sigma(z_o)
     c: Array  # [T + 1, B, d_h] c_0 .. c_T, frozen past each length
     h: Array  # [T + 1, B, d_h] h_0 .. h_T, frozen past each length
@@ -572,6 +573,16 @@ def lstm_value_and_bptt(params: Params, batch: Batch, lengths: Array | None = No
     The reverse scan is the recursion above (``_lstm_bptt_scan``); dL/dW_h, dL/dW_x, dL/db are
     sums over steps of dz_t h_{t-1}^T, dz_t x_t^T, dz_t, and dL/dW_y, dL/dc as for the RNN, each
     one matmul after the scan. Returns what ``jax.value_and_grad(loss)`` returns.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxnets.models import rnn
+        >>> params = rnn.init(jax.random.key(0), d_x=2, d_h=4, d_y=1, cell="lstm")
+        >>> xs, y = jax.random.normal(jax.random.key(1), (3, 6, 2)), jnp.ones((3, 1))
+        >>> value, grads = rnn.lstm_value_and_bptt(params, (xs, y), jnp.array([6, 2, 4]))
+        >>> auto = jax.grad(rnn.loss)(params, (xs, y), jnp.array([6, 2, 4]))
+        >>> all(bool(jnp.allclose(grads[k], auto[k], atol=1e-6)) for k in auto)
+        True
     """
     xs, y = batch
     _check_targets(params, xs, y, kind, target, "rnn.lstm_bptt")
@@ -593,7 +604,7 @@ def lstm_bptt(params: Params, batch: Batch, lengths: Array | None = None, *,
 # Jacobians by hand (unbatched: h, c [d_h], x_t [d_x]).
 
 def rnn_jacobian(params: Params, h: Array, x_t: Array, *, phi: str = "tanh") -> Array:
-    """J_t = dh_t/dh_{t-1} = diag(phi'(a_t)) W_h (seed 004 Q14.1). Returns [d_h, d_h].
+    """J_t = dh_t/dh_{t-1} = diag(phi'(a_t)) W_h (problem set 004 Q14.1). Returns [d_h, d_h].
 
     The seed reads stability off the eigenvalues of one J_t ("all below 1 in magnitude: stable").
     What decides it is the product J_T ... J_1 of different matrices: each factor can have
@@ -626,7 +637,7 @@ def lstm_gates(params: Params, carry: tuple[Array, Array], x_t: Array) -> dict[s
 
 
 def lstm_cell_path(params: Params, carry: tuple[Array, Array], x_t: Array) -> Array:
-    """dc_t/dc_{t-1} with h_{t-1} held fixed: diag(f_t) (seed 004 Q13). Returns [d_h, d_h]."""
+    """dc_t/dc_{t-1} with h_{t-1} held fixed: diag(f_t) (problem set 004 Q13); [d_h, d_h]."""
     return jnp.diag(F.sigmoid(lstm_gates(params, carry, x_t)["z_f"]))
 
 
@@ -634,12 +645,12 @@ def lstm_jacobian(params: Params, carry: tuple[Array, Array], x_t: Array) -> Lst
     """The full Jacobian of one LSTM step, by hand.
 
     With W_h split by gates into W_i, W_f, W_g, W_o ([d_h, d_h] each):
-      dc_t/dc_{t-1} = diag(f)                                           (the seed's Q13 answer)
-      dc_t/dh_{t-1} = diag(c_{t-1} sigma'(z_f)) W_f + diag(g sigma'(z_i)) W_i
+      dc_t/dc_{t-1} = diag(f)                                           (the problem set's Q13
+      answer) dc_t/dh_{t-1} = diag(c_{t-1} sigma'(z_f)) W_f + diag(g sigma'(z_i)) W_i
                       + diag(i tanh'(z_g)) W_g
       dh_t/dc_{t-1} = diag(o tanh'(c_t)) diag(f)
       dh_t/dh_{t-1} = diag(tanh(c_t) sigma'(z_o)) W_o + diag(o tanh'(c_t)) dc_t/dh_{t-1}
-    Seed 004 Q13 keeps only the first block: it holds h_{t-1} fixed, but h_{t-1} = o_{t-1}
+    Problem set 004 Q13 keeps only the first block: it holds h_{t-1} fixed, but h_{t-1} = o_{t-1}
     tanh(c_{t-1}) depends on c_{t-1}, and the gates read h_{t-1}. So along a sequence the cell
     state's gradient also flows through dc_t/dh_{t-1} dh_{t-1}/dc_{t-1}, which can add to or
     cancel diag(f); and "does not vanish" holds only while the product of the f_t stays away from

@@ -1,4 +1,4 @@
-"""One-hidden-layer MLP with sin activation and softmax output (seed 001 Q2).
+"""One-hidden-layer MLP with sin activation and softmax output (problem set 001 Q2).
 
     h_a = W1 x + b1,  h_s = sin(h_a),  o_a = W2 h_s + b2,  o_s = softmax(o_a),
     L(x, y) = -log o_s[y].
@@ -104,7 +104,7 @@ def metrics(params: Params, batch: Batch) -> dict[str, Array]:
 
 
 def manual_grads(params: Params, batch: Batch) -> Params:
-    """Backpropagation written out as in seed 001 Q2(g)-(o), averaged over the batch.
+    """Backpropagation written out as in problem set 001 Q2(g)-(o), averaged over the batch.
 
     Per example (column vectors), then (1/B) sum over the batch (rows below are examples):
       dL/do_a = o_s - onehot_m(y)                       (g)    [m]
@@ -113,6 +113,16 @@ def manual_grads(params: Params, batch: Batch) -> Params:
       dL/dh_a = dL/dh_s * phi'(h_a),  phi' = cos        (l-m)  [d_h]
       dL/dW1  = dL/dh_a x^T,    dL/db1 = dL/dh_a        (n-o)  [d_h, d], [d_h]
     Returns the same tree as ``jax.grad(loss)(params, batch)``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> from jaxnets.models import sin_mlp
+        >>> params = sin_mlp.init(jax.random.key(0), d=4, d_h=8, m=3)
+        >>> batch = (jax.random.normal(jax.random.key(1), (5, 4)), jnp.array([0, 1, 2, 1, 0]))
+        >>> manual = sin_mlp.manual_grads(params, batch)
+        >>> auto = jax.grad(sin_mlp.loss)(params, batch)
+        >>> all(bool(jnp.allclose(manual[k], auto[k], atol=1e-6)) for k in auto)
+        True
     """
     x, y = _checked(params, batch, "sin_mlp.manual_grads")
     h_a, h_s, _, o_s = forward(params, x)

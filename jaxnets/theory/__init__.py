@@ -1,4 +1,4 @@
-"""Executable theory: the seeds' checkable claims as tested functions, grouped by topic.
+"""Executable theory: the problem sets' checkable claims as tested functions, grouped by topic.
 
 - conv arithmetic (output size, parameters, multiplications, receptive field, a (k, s, p, d)
   solver, stack summaries): jaxnets.theory.conv_arith (its names are re-exported here)

@@ -1,9 +1,10 @@
 """Activations: derivative bounds, identities, softmax invariances and limits, the step function
-as a limit and as a distributional derivative (seed 000 Q1; seed 001 Q1; seed 002 Q1, Q3).
+as a limit and as a distributional derivative (problem set 000 Q1; problem set 001 Q1; problem set
+002 Q1, Q3).
 
 The activations themselves (sigma, tanh, softplus, relu, H, sign, softmax) are
-``jaxnets.functional``'s; this module holds the rewritings the seeds ask for and the tools the
-checks use: gradient ascent with optax, a smooth compactly supported bump phi, and the
+``jaxnets.functional``'s; this module holds the rewritings the problem sets ask for and the tools
+the checks use: gradient ascent with optax, a smooth compactly supported bump phi, and the
 distributional derivative F'[phi] = -integral F phi' dx by quadrature.
 
   sigma'(x) = sigma (1 - sigma) <= 1/4,  tanh'(x) = 1 - tanh^2 <= 1   (equality at x = 0 only)
@@ -16,10 +17,10 @@ distributional derivative F'[phi] = -integral F phi' dx by quadrature.
   relu' = H (x != 0),  relu(x) = x H(x) = integral_{-oo}^x H,  |sigma(kx) - H(x)| = sigma(-k|x|)
   H'[phi] = -integral H phi' = phi(0)
 
-Seed errata:
-- seed 002 Q3.2 evaluates S(x)_1 = e / (e + 1) ~ 0.71 for x = (1, 0); it is 0.731 (its
+Errata in the problem sets:
+- problem set 002 Q3.2 evaluates S(x)_1 = e / (e + 1) ~ 0.71 for x = (1, 0); it is 0.731 (its
   S(2x)_1 = e^2 / (e^2 + 1) ~ 0.88 is right).
-- seed 001 Q1 defines rect(x) = max(0, x) = 1_{x>0}(x): the last form is the step H away from
+- problem set 001 Q1 defines rect(x) = max(0, x) = 1_{x>0}(x): the last form is the step H away from
   0, not the rectifier; rect(x) = x 1_{x>0}(x).
 """
 
@@ -52,29 +53,29 @@ def indicator(condition: Array) -> Array:
 
 
 def sign_by_indicators(x: Array) -> Array:
-    """sign(x) = 1[x > 0] - 1[x < 0], elementwise (0 at 0)  (seed 001 Q1(f))."""
+    """sign(x) = 1[x > 0] - 1[x < 0], elementwise (0 at 0)  (problem set 001 Q1(f))."""
     return indicator(x > 0) - indicator(x < 0)
 
 
 def sigmoid_by_tanh(x: Array) -> Array:
-    """sigma(x) = (tanh(x / 2) + 1) / 2, elementwise  (seed 001 Q1(c)). Accurate to ~1e-16
+    """sigma(x) = (tanh(x / 2) + 1) / 2, elementwise  (problem set 001 Q1(c)). Accurate to ~1e-16
     absolutely, not relatively for x << 0, where tanh(x / 2) + 1 cancels."""
     return (jnp.tanh(x / 2) + 1) / 2
 
 
 def log_sigmoid_by_softplus(x: Array) -> Array:
-    """ln sigma(x) = -softplus(-x), elementwise  (seed 001 Q1(d))."""
+    """ln sigma(x) = -softplus(-x), elementwise  (problem set 001 Q1(d))."""
     return -softplus(-x)
 
 
 def squared_l2_grad(x: Array) -> Array:
-    """grad_x ||x||_2^2 = 2x. x: [n]  (seed 001 Q1(g))."""
+    """grad_x ||x||_2^2 = 2x. x: [n]  (problem set 001 Q1(g))."""
     return 2 * x
 
 
 def l1_grad(x: Array) -> Array:
     """grad_x ||x||_1 = sign(x), where no x_i = 0 (there |.| has only subgradients [-1, 1]).
-    x: [n]  (seed 001 Q1(h))."""
+    x: [n]  (problem set 001 Q1(h))."""
     return sign(x)
 
 
@@ -85,7 +86,7 @@ def argmax_uniform(x: Array) -> Array:
 
 
 def two_class_softmax(x: Array) -> Array:
-    """S(x) for x [..., 2] as [sigma(z), 1 - sigma(z)] with z = x_1 - x_2  (seed 002 Q3.3).
+    """S(x) for x [..., 2] as [sigma(z), 1 - sigma(z)] with z = x_1 - x_2  (problem set 002 Q3.3).
 
     1 - sigma(z) is computed as sigma(-z), which is equal and keeps its relative accuracy where
     sigma(z) is near 1.
@@ -103,7 +104,7 @@ def _check_k(where: str, x: Array) -> None:
 
 def reduced_logits(x: Array) -> Array:
     """The K - 1 parameters y_i = x_{i+1} - x_1, so that S(x) = S([0, y]). x: [..., K] ->
-    [..., K - 1]  (seed 002 Q3.4)."""
+    [..., K - 1]  (problem set 002 Q3.4)."""
     _check_k("reduced_logits", x)
     return x[..., 1:] - x[..., :1]
 
@@ -125,7 +126,7 @@ def integral_of_heaviside(x: Array) -> Array:
     """integral_{-oo}^{x_i} H(t) dt on an increasing grid x [n] that starts left of 0, by the
     cumulative trapezoid rule. Exact up to rounding when 0 is a cell midpoint (the cell across
     0 gets h/2, its integral); when 0 is a grid point, only the value at 0 is off (by h/4)
-    (seed 002 Q1.2)."""
+    (problem set 002 Q1.2)."""
     h = heaviside(x)
     cells = (h[1:] + h[:-1]) / 2 * jnp.diff(x)
     return jnp.concatenate([jnp.zeros_like(x[:1]), jnp.cumsum(cells)])
@@ -146,7 +147,8 @@ def bump(x: Array, center: float = 0.0, width: float = 1.0) -> Array:
 def distributional_derivative(F, phi, x: Array) -> Array:
     """F'[phi] = -integral F(x) phi'(x) dx, phi' by ``jax.grad``, on the grid x [n] (trapezoid
     rule). F, phi: elementwise functions; phi must vanish outside the grid. When F is
-    differentiable it equals integral F'(x) phi(x) dx (integration by parts)  (seed 002 Q1.4)."""
+    differentiable it equals integral F'(x) phi(x) dx (integration by parts)  (problem set 002
+    Q1.4)."""
     return -jnp.trapezoid(F(x) * jax.vmap(jax.grad(phi))(x), x)
 
 
@@ -234,7 +236,7 @@ def _check_bounds_grid() -> Outcome:
     parts = [(top == bound and at == 0.0 and strict,
               f"max {top:g} at x = {at:g}, < {bound:g} elsewhere: {strict}")
              for (top, at, strict), bound in zip(found, (0.25, 1.0), strict=True)]
-    return _all(parts, seed_value="0.25, 1", computed=", ".join(f"{f[0]:g}" for f in found))
+    return _all(parts, stated_value="0.25, 1", computed=", ".join(f"{f[0]:g}" for f in found))
 
 
 def _check_bounds_ascent() -> Outcome:
@@ -245,7 +247,7 @@ def _check_bounds_ascent() -> Outcome:
             dx, dv = float(jnp.max(jnp.abs(xs))), float(jnp.max(jnp.abs(vs - bound)))
             parts.append((dx < 1e-4 and dv < 1e-9, f"max |x*| {dx:.1g}, |f* - {bound}| {dv:.1g}"))
             found.append(f"{float(jnp.min(vs)):.10g}")
-        return _all(parts, seed_value="0.25, 1", computed=", ".join(found))
+        return _all(parts, stated_value="0.25, 1", computed=", ".join(found))
 
 
 def _identity_errors():
@@ -306,7 +308,7 @@ def _check_scale() -> Outcome:
     return Outcome(s2 != s1 and gap > 0,
                    f"S(2x)_1 = {s2:.4f}, S(x)_1 = {s1:.4f}; min over 768 random (x, c != 1) "
                    f"of max|S(cx) - S(x)| = {gap:.2g}",
-                   seed_value="0.88, 0.71", computed=f"{s2:.2f}, {s1:.2f}")
+                   stated_value="0.88, 0.71", computed=f"{s2:.2f}, {s1:.2f}")
 
 
 def _scale_limits():
@@ -389,7 +391,7 @@ def _check_rect_definition() -> Outcome:
     e_right, e_seed = _x64(_rect_forms)
     return Outcome(e_right == 0 and e_seed > 0,
                    f"max|x 1[x>0] - relu| {e_right}; max|1[x>0] - relu| {e_seed:g} on [-3, 3]",
-                   seed_value="rect(x) = 1{x>0}(x)", computed="rect(x) = x 1{x>0}(x)")
+                   stated_value="rect(x) = 1{x>0}(x)", computed="rect(x) = x 1{x>0}(x)")
 
 
 def _sigmoid_limit():
@@ -456,12 +458,14 @@ CLAIMS: list[Claim] = [
           _check_sign),
     Claim("001", "Q1(g-h)", "grad ||x||_2^2 = 2x and grad ||x||_1 = sign(x) (no x_i = 0)",
           "against jax.grad on 64 random x in R^10", _check_norm_grads),
-    Claim("001", "Q1(a)", "rect(x) = max(0, x) = x 1[x > 0] (not 1[x > 0] as defined in the seed)",
-          "exact equality on a grid of [-3, 3]; the seed's form differs", _check_rect_definition),
+    Claim("001", "Q1(a)", "rect(x) = max(0, x) = x 1[x > 0] (not 1[x > 0] as defined in the "
+          "problem set)",
+          "exact equality on a grid of [-3, 3]; the problem set's form differs",
+          _check_rect_definition),
     Claim("002", "Q3.1", "softmax is translation invariant: S(x + c) = S(x)",
           "256 random x in R^7, c in [-50, 50]", _check_translation),
     Claim("002", "Q3.2", "softmax is not scale invariant: S(cx) != S(x) for c != 1 (x not const)",
-          "the seed's example x = (1, 0), c = 2, and 768 random (x, c)", _check_scale),
+          "the problem set's example x = (1, 0), c = 2, and 768 random (x, c)", _check_scale),
     Claim("002", "Q3.2", "S(cx) -> 1/n as c -> 0 and -> uniform on argmax x as c -> oo",
           "errors over c = 1e-1 .. 1e-7 and 1 .. 100 against the derived rates",
           _check_scale_limits),

@@ -1,10 +1,10 @@
-"""The seeds' hand-derived gradients as claims: each derivation, as jaxnets implements it, against
-autodiff in float64 (the tests of each derivation live beside its layer or model; these rows
-gather them for the report), plus the seeds' worked numbers where they give some.
+"""The problem sets' hand-derived gradients as claims: each derivation, as jaxnets implements it,
+against autodiff in float64 (the tests of each derivation live beside its layer or model; these rows
+gather them for the report), plus the problem sets' worked numbers where they give some.
 
-Seed errata shown here (computed value beside the seed's): 003 Q2's boxed dl/dgamma, 003 Q3(a)'s
-softmax derivative, 004 Q6's written MSE sum; 004 Q13 and Q14 are stated as the code corrects
-them (see ``jaxnets.models.rnn``).
+Errata in the problem sets shown here (computed value beside the problem set's): 003 Q2's boxed
+dl/dgamma, 003 Q3(a)'s softmax derivative, 004 Q6's written MSE sum; 004 Q13 and Q14 are stated as
+the code corrects them (see ``jaxnets.models.rnn``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def sin_mlp_backward() -> Outcome:
 
 
 def softmax_jacobian() -> Outcome:
-    """002 Q2 / 003 Q3(a): dS_i/dz_j = S_i (delta_ij - S_j); the seed 003 boxes S_i (S_j - S_i)."""
+    """002 Q2 / 003 Q3(a): dS_i/dz_j = S_i (delta_ij - S_j); set 003 boxes S_i (S_j - S_i)."""
     with jax.enable_x64(True):
         z = jnp.asarray(_rng(4).normal(size=6))
         auto = jax.jacobian(F.softmax)(z)
@@ -59,12 +59,12 @@ def softmax_jacobian() -> Outcome:
         s = F.softmax(z)
         seed = s[:, None] * (s[None, :] - s[:, None])
         seed_err = float(jnp.max(jnp.abs(seed - auto)))
-        return Outcome(err <= 1e-14, f"max |err| {err:.2g}; the seed's form is off by "
+        return Outcome(err <= 1e-14, f"max |err| {err:.2g}; the problem set's form is off by "
                        f"{seed_err:.2g}", "S_i (S_j - S_i)", "S_i (delta_ij - S_j)")
 
 
 def batch_norm_backward() -> Outcome:
-    """003 Q2: batch-norm backward (corrected); the seed's boxed dl/dgamma = sum dl/dy * gamma."""
+    """003 Q2: batch-norm backward (corrected; the boxed dl/dgamma = sum dl/dy * gamma is wrong)."""
     with jax.enable_x64(True):
         r = _rng(5)
         x, dy = jnp.asarray(r.normal(size=(9, 3))), jnp.asarray(r.normal(size=(9, 3)))
@@ -91,8 +91,8 @@ def conv_backward() -> Outcome:
         return within(_tree_err((hand.dx, hand.dF), pullback(dO)), 1e-12, "max rel err")
 
 
-# Seed 004 Q6: its X, F, target and learning rate; its stated dL/dF (the matrix it multiplies by
-# 2) and F_new, as printed (2 decimals).
+# Problem set 004 Q6: its X, F, target and learning rate; its stated dL/dF (the matrix it
+# multiplies by 2) and F_new, as printed (2 decimals).
 Q6_X = [[1, 7, -1, -7, 10, 11], [2, 8, 0, 0, 12, 13], [3, 9, 0, 0, 0, 0],
         [4, 10, -4, -10, 0, 0], [5, 11, -5, -11, 16, 17], [6, 12, -6, -12, 14, 15]]
 Q6_F = [[1, 0, -1], [2, 0, -2], [1, 0, -1]]
@@ -130,7 +130,8 @@ def q6_check() -> Outcome:
     fnew_err = float(np.max(np.abs(np.round(r["F_new"], 2) - np.asarray(Q6_SEED_F_NEW))))
     loss_ok = abs(float(r["loss"]) - Q6_SEED_LOSS) < 0.005
     return Outcome(chain <= 1e-10 and df_err < 0.006 and fnew_err < 1e-9 and loss_ok,
-                   f"chain vs jax.grad {chain:.2g}; seed dL/dF/2 off by {df_err:.2g} (2-decimal "
+                   f"chain vs jax.grad {chain:.2g}; the problem set's dL/dF/2 off by "
+                   f"{df_err:.2g} (2-decimal "
                    f"rounding); F_new equal at 2 decimals: {fnew_err < 1e-9}",
                    f"loss {Q6_SEED_LOSS}", f"loss {float(r['loss']):.2f}")
 
@@ -206,17 +207,20 @@ CLAIMS = [
           "formula vs jax.grad, float64, 16 x 10 logits", softmax_xent_grad),
     Claim("001", "Q2(g)-(o)", "the sin-MLP's hand-written backward pass equals jax.grad",
           "sin_mlp.manual_grads vs jax.grad, float64", sin_mlp_backward),
-    Claim("003", "Q3(a)", "dS_i/dz_j = S_i (delta_ij - S_j) (seed 003 boxes S_i (S_j - S_i))",
+    Claim("003", "Q3(a)", "dS_i/dz_j = S_i (delta_ij - S_j) (problem set 003 boxes S_i (S_j - "
+          "S_i))",
           "functional.softmax_jacobian vs jax.jacobian", softmax_jacobian),
     Claim("003", "Q2", "batch-norm backward: dx, dgamma = sum dy x^, dbeta = sum dy "
-          "(the seed's boxed dgamma = sum dy gamma is wrong)",
+          "(the problem set's boxed dgamma = sum dy gamma is wrong)",
           "layers.batch_norm_backward vs jax.vjp, 9 x 3, float64", batch_norm_backward),
     Claim("004", "Q5", "conv backward as convolutions: dL/dF = X * dL/dO, dL/dX = F (full) dL/dO",
           "layers.conv2d_backward vs jax.vjp, stride (2, 1), dilation (1, 2), padding",
           conv_backward),
-    Claim("004", "Q6", "conv -> max pool -> MSE: loss 3442.44, dL/dF and F_new as the seed "
-          "gives them", "hand chain vs jax.grad; seed's numbers at its 2 decimals", q6_check),
-    Claim("004", "Q6", "the seed's written MSE sum (8 terms, misplaced targets) is not its total",
+    Claim("004", "Q6", "conv -> max pool -> MSE: loss 3442.44, dL/dF and F_new as the problem set "
+          "gives them", "hand chain vs jax.grad; problem set's numbers at its 2 decimals",
+          q6_check),
+    Claim("004", "Q6", "the problem set's written MSE sum (8 terms, misplaced targets) is not "
+          "its total",
           "the written terms summed vs the mean over all 9 entries", q6_written_sum),
     Claim("004", "Q13", "dc_t/dc_{t-1} at fixed h_{t-1} = diag(f_t); the full step Jacobian "
           "also has dc_t/dh_{t-1} != 0", "rnn.lstm_cell_path, rnn.lstm_jacobian vs jax.jacobian",

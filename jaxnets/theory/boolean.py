@@ -1,5 +1,5 @@
-"""Boolean functions as threshold networks: a compiler, a sigmoid steepness bound, and the seed's
-hand-set networks checked on every input (seed 004 Q1, Q2).
+"""Boolean functions as threshold networks: a compiler, a sigmoid steepness bound, and the problem
+set's hand-set networks checked on every input (problem set 004 Q1, Q2).
 
 Conventions. n inputs x_1 .. x_n in {0, 1}; row r of a truth table is the input whose binary
 digits are r, x_1 the most significant (``inputs(n)``: 0000, 0001, ..., 1111). A table is
@@ -21,7 +21,7 @@ pre-activation moves by at most L eps, L = max_j sum_h |W2[h, j]|. It keeps its 
 rounds correctly, whenever sigma(-k m1) < m2 / L, i.e. for every k > k* = max(0, log(L / m2 - 1)
 / m1) (``sigmoid_steepness``).
 
-Seed errata (the step reading, computed in ``CLAIMS``):
+Errata in the problem sets (the step reading, computed in ``CLAIMS``):
 - Q1 gives every minterm unit the bias -0.5. That is right for a minterm with one positive
   literal; the three all-positive ones (D1 AND D2 AND D4, ...) need -2.5: with -0.5 they fire
   whenever any of their literals is on. Its first block of W_h also has its zero column on D4, so
@@ -34,7 +34,7 @@ Seed errata (the step reading, computed in ``CLAIMS``):
   -1.5; with one positive literal it must be -0.5 (at -1.5 they never fire), so the three inputs
   covered only by H3 or H4 (0100, 0101, 0110) come out 0. Its sum of products is right.
 - Q2, the two-hidden-layer table: Q = NOT C OR NOT D gets the bias 0.5 and so computes NOT C
-  AND NOT D; it needs 1.5 (as printed it is wrong on 8 of the 16 inputs). The seed gives no
+  AND NOT D; it needs 1.5 (as printed it is wrong on 8 of the 16 inputs). The problem set gives no
   weights for its output unit T; read as the OR (weights 1, 1, bias -0.5).
 """
 
@@ -233,15 +233,15 @@ def _scale(net: Net, k: float) -> Net:
 
 
 # ---------------------------------------------------------------------------------------------
-# The seed's functions and hand-set networks
+# The problem set's functions and hand-set networks
 
 def hamming_parity(d1: int, d2: int, d3: int, d4: int) -> tuple[bool, bool, bool]:
-    """Hamming(7,4) parity bits as in seed 004 Q1: P1 = D1^D2^D4, P2 = D1^D3^D4, P3 = D2^D3^D4."""
+    """Hamming(7,4) parity bits (problem set 004 Q1): P1 = D1^D2^D4, P2 = D1^D3^D4, P3 = D2^D3^D4"""
     return bool(d1 ^ d2 ^ d4), bool(d1 ^ d3 ^ d4), bool(d2 ^ d3 ^ d4)
 
 
 def xor_of_ors(a: int, b: int, c: int, d: int) -> bool:
-    """(A or not B) xor (not C or not D)  (seed 004 Q2)."""
+    """(A or not B) xor (not C or not D)  (problem set 004 Q2)."""
     return bool((a or not b) != (not c or not d))
 
 
@@ -251,14 +251,14 @@ def _sop(cubes: Sequence[str]) -> Callable[..., bool]:
                           for cube in cubes)
 
 
-# Seed 004 Q1's sums of products for H1, H2, H3 and Q2's, as cubes over (D1..D4) / (A..D).
+# Problem set 004 Q1's sums of products for H1, H2, H3 and Q2's, as cubes over (D1..D4) / (A..D).
 SEED_Q1_SOP = (("10-0", "01-0", "00-1", "11-1"), ("1-00", "0-10", "0-01", "1-11"),
                ("-100", "-010", "-001", "-111"))
 SEED_Q2_SOP = ("1-11", "-011", "010-", "01-0")
 
 
 def seed_hamming_net(corrected: bool = False) -> Net:
-    """Seed 004 Q1's 4-12-3 network (read as in the module docstring).
+    """Problem set 004 Q1's 4-12-3 network (read as in the module docstring).
 
     corrected: D4, not D3, in the first block's third literal, and minterm biases 1/2 - #"1".
     """
@@ -275,8 +275,8 @@ def seed_hamming_net(corrected: bool = False) -> Net:
 
 
 def seed_xor_net(corrected: bool = False) -> Net:
-    """Seed 004 Q2's 4-4-1 network H1..H4 = A C D, NOT B C D, NOT A B NOT C, NOT A B NOT D, output
-    their OR. corrected: H3 and H4 biases -0.5 (the seed's -1.5 never fires)."""
+    """Problem set 004 Q2's 4-4-1 network H1..H4 = A C D, NOT B C D, NOT A B NOT C, NOT A B NOT D,
+    output their OR. corrected: H3 and H4 biases -0.5 (the problem set's -1.5 never fires)."""
     W = np.array([[1, 0, 1, 1], [0, -1, 1, 1], [-1, 1, -1, 0], [-1, 1, 0, -1]], float)
     b = np.array([-2.5, -1.5, -0.5, -0.5] if corrected else [-2.5, -1.5, -1.5, -1.5])
     return [{"W": jnp.asarray(W.T), "b": jnp.asarray(b)},
@@ -284,8 +284,10 @@ def seed_xor_net(corrected: bool = False) -> Net:
 
 
 def seed_xor_two_layer_net(corrected: bool = False) -> Net:
-    """Seed 004 Q2's table: P = A OR NOT B, Q = NOT C OR NOT D; NOT P AND Q, P AND NOT Q; their
-    OR (weights 1, 1, bias -0.5: not in the seed). corrected: b_Q = 1.5 (the seed's 0.5)."""
+    """Problem set 004 Q2's table: P = A OR NOT B, Q = NOT C OR NOT D; NOT P AND Q, P AND NOT Q;
+    their
+    OR (weights 1, 1, bias -0.5: not in the problem set). corrected: b_Q = 1.5 (the problem set's
+    0.5)."""
     return [{"W": jnp.asarray([[1.0, 0], [-1, 0], [0, -1], [0, -1]]),
              "b": jnp.asarray([0.5, 1.5 if corrected else 0.5])},
             {"W": jnp.asarray([[-1.0, 1], [1, -1]]), "b": jnp.asarray([-0.5, -0.5])},
@@ -320,7 +322,7 @@ def _compiled_outcome(f: Callable[..., object], n: int) -> Outcome:
 
 def _sop_outcome(cubes_per_output: Sequence[Sequence[str]], f: Callable[..., object],
                  n: int) -> Outcome:
-    """The seed's sums of products against f on all inputs."""
+    """The problem set's sums of products against f on all inputs."""
     truth = truth_table(f, n)
     sop = truth_table(lambda *x: [_sop(c)(*x) for c in cubes_per_output], n)
     bad = np.flatnonzero((sop != truth).any(axis=1))
@@ -333,9 +335,9 @@ def _sop_outcome(cubes_per_output: Sequence[Sequence[str]], f: Callable[..., obj
 
 def _seed_net_outcome(make: Callable[[bool], Net], f: Callable[..., object], n: int,
                       activation: Callable[[Array], Array] = heaviside) -> Outcome:
-    """Passed when the seed's net as printed (unit steepness) fails and the corrected one is right
-    on every input (sigmoid: at k = k* + 0.01); the seed's outputs beside the truth where they
-    fail."""
+    """Passed when the problem set's net as printed (unit steepness) fails and the corrected one is
+    right on every input (sigmoid: at k = k* + 0.01); the problem set's outputs beside the truth
+    where they fail."""
     table, x = truth_table(f, n), inputs(n)
     seed, fixed = make(False), make(True)
     where = ""
@@ -363,33 +365,36 @@ def _check(fn: Callable[[], Outcome]) -> Callable[[], Outcome]:
 CLAIMS: list[Claim] = [
     Claim("004", "Q1", "The sums of products H1, H2, H3 equal the parity bits P1 = D1^D2^D4, "
           "P2 = D1^D3^D4, P3 = D2^D3^D4",
-          "evaluate the seed's minterm formulas and the XORs on all 16 inputs",
+          "evaluate the problem set's minterm formulas and the XORs on all 16 inputs",
           _check(lambda: _sop_outcome(SEED_Q1_SOP, hamming_parity, 4))),
     Claim("004", "Q1", "A compiled 4-H-3 step network, and its sigmoid version for any k > k*, "
           "compute the Hamming(7,4) parity bits",
           "compile (prime implicants: 12 units; minterms), k* from the margins, all 16 inputs",
           _check(lambda: _compiled_outcome(hamming_parity, 4))),
-    Claim("004", "Q1", "The seed's Hamming weights need biases 1/2 - #positive literals and D4 "
+    Claim("004", "Q1", "The problem set's Hamming weights need biases 1/2 - #positive literals "
+          "and D4 "
           "in P1's block; as printed they fail",
-          "step units, seed's W_h, B_h, W_o (block-diagonal) vs corrected, all 16 inputs",
+          "step units, problem set's W_h, B_h, W_o (block-diagonal) vs corrected, all 16 inputs",
           _check(lambda: _seed_net_outcome(seed_hamming_net, hamming_parity, 4))),
-    Claim("004", "Q1", "With sigmoid units the seed's Hamming weights round wrongly; corrected "
+    Claim("004", "Q1", "With sigmoid units the problem set's Hamming weights round wrongly; "
+          "corrected "
           "and scaled by k > k* they round right",
           "sigma(W x + b) as printed vs corrected net at k = k* + 0.01, all 16 inputs",
           _check(lambda: _seed_net_outcome(seed_hamming_net, hamming_parity, 4, sigmoid))),
     Claim("004", "Q2", "(A or not B) xor (not C or not D) = ACD + B'CD + A'BC' + A'BD'",
-          "evaluate the seed's sum of products and f on all 16 inputs",
+          "evaluate the problem set's sum of products and f on all 16 inputs",
           _check(lambda: _sop_outcome([SEED_Q2_SOP], xor_of_ors, 4))),
     Claim("004", "Q2", "A compiled 4-4-1 step network, and its sigmoid version for any k > k*, "
           "compute (A or not B) xor (not C or not D)",
           "compile (prime implicants; minterms), k* from the margins, all 16 inputs",
           _check(lambda: _compiled_outcome(xor_of_ors, 4))),
-    Claim("004", "Q2", "The seed's 4-4-1 net needs bias -0.5 on H3 = A'BC' and H4 = A'BD' "
+    Claim("004", "Q2", "The problem set's 4-4-1 net needs bias -0.5 on H3 = A'BC' and H4 = A'BD' "
           "(not -1.5); as printed it fails",
-          "step units, seed's weights vs corrected, all 16 inputs",
+          "step units, problem set's weights vs corrected, all 16 inputs",
           _check(lambda: _seed_net_outcome(seed_xor_net, xor_of_ors, 4))),
-    Claim("004", "Q2", "The seed's two-hidden-layer net needs b_Q = 1.5 for Q = not C or not D "
+    Claim("004", "Q2", "The problem set's two-hidden-layer net needs b_Q = 1.5 for Q = not C or "
+          "not D "
           "(not 0.5); as printed it fails",
-          "step units, seed's table plus an OR output vs corrected, all 16 inputs",
+          "step units, problem set's table plus an OR output vs corrected, all 16 inputs",
           _check(lambda: _seed_net_outcome(seed_xor_two_layer_net, xor_of_ors, 4))),
 ]

@@ -1,4 +1,4 @@
-"""A checkable claim from the seeds, and the outcome of checking it.
+"""A checkable claim from the problem sets, and the outcome of checking it.
 
 Each topic module of ``jaxnets.theory`` lists its claims as ``CLAIMS: list[Claim]``;
 ``jaxnets.theory.claims.ALL`` gathers them, ``experiments.claims`` prints the report and
@@ -7,10 +7,10 @@ arguments that computes (float64 where it matters: it may turn x64 on inside) an
 ``Outcome``; it never raises for a failed claim, it says so. It is deterministic, so a claim
 caches its outcome.
 
-Where a seed states a number, the outcome carries the seed's number and the computed one; they
-are flagged when they differ, whether or not the check passed (a check can pass while the seed's
-worked answer is wrong: the claim is then stated correctly and the seed's number is shown beside
-the computed one).
+Where a problem set states a number, the outcome carries the problem set's number and the computed
+one; they are flagged when they differ, whether or not the check passed (a check can pass while the
+problem set's worked answer is wrong: the claim is then stated correctly and the problem set's
+number is shown beside the computed one).
 """
 
 from __future__ import annotations
@@ -26,22 +26,22 @@ class Outcome:
 
     passed: bool
     measured: str  # the measured error or outcome, one line ("max |err| 2.2e-16")
-    seed_value: str | None = None  # the number the seed states, if it states one
+    stated_value: str | None = None  # the number the problem set states, if it states one
     computed: str | None = None  # the computed number to set beside it
 
     @property
     def differs(self) -> bool:
-        """True when the seed states a number and the computed one is not it."""
-        return self.seed_value is not None and self.seed_value != self.computed
+        """True when the problem set states a number and the computed one is not it."""
+        return self.stated_value is not None and self.stated_value != self.computed
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """One row of the report."""
 
-    seed: str  # "000" .. "004"
+    problem_set: str  # "000" .. "004"
     question: str  # "Q1", "Q5(a)", "15.1.3"
-    statement: str  # the claim, one line, as the code states it (corrected where the seed errs)
+    statement: str  # the claim, one line, as the code states it (corrected where the set errs)
     how: str  # how it is checked, one line
     check: Callable[[], Outcome]
 
@@ -53,7 +53,7 @@ class Claim:
     @property
     def name(self) -> str:
         """A unique, test-id friendly name: "004 Q9: <statement>"."""
-        return f"{self.seed} {self.question}: {self.statement}"
+        return f"{self.problem_set} {self.question}: {self.statement}"
 
 
 def within(error: float, tol: float, what: str = "max |err|") -> Outcome:

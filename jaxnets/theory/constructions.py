@@ -1,11 +1,11 @@
 """Constructions: one network rewritten as another that computes the same function.
 
-- sigmoid -> tanh (seed 002 Q4). sigma(z) = (1 + tanh(z / 2)) / 2, so a sigmoid hidden layer
+- sigmoid -> tanh (problem set 002 Q4). sigma(z) = (1 + tanh(z / 2)) / 2, so a sigmoid hidden layer
   h = sigma(z) is h = (1 + g) / 2 with g = tanh(z / 2). Layer by layer (x W + b convention):
       first layer     W' = W / 2,  b' = b / 2
       hidden l >= 2   W' = W / 4,  b' = b / 2 + 1^T W / 4      (its input h = (1 + g) / 2)
       output (linear) W' = W / 2,  b' = b + 1^T W / 2
-- interpolation of N points with N - 1 hidden units (seed 002 Q5). With every hidden unit
+- interpolation of N points with N - 1 hidden units (problem set 002 Q5). With every hidden unit
   reading the same projection t = w^T x, sorted t_1 > ... > t_N, and unit j centred at c_j,
   y(x_i) = sum_{j<N} W2_j phi(t_i - c_j) + b2 for all i is M [W2; b2] = F with
   M_ij = phi(t_i - c_j) (j < N) and M_iN = 1.
@@ -14,26 +14,28 @@
     sigmoid (Q5.4): w = lambda u, c_j = t_j: M(lambda)_ij = sigma(lambda (t_i - t_j)) tends to
     M_inf_ij = H(t_i - t_j) (H(0) = 1/2), upper triangular with diagonal (1/2, ..., 1/2, 1), and
     max |M(lambda) - M_inf| = sigma(-lambda delta).
-- a conv layer as a dense layer (seed 004 Q7): conv2d is linear in x, and its matrix on the
+- a conv layer as a dense layer (problem set 004 Q7): conv2d is linear in x, and its matrix on the
   flattened input (h, w, c order) has, for output (i, j, o) and tap (a, b, c), the entry
   F[a, b, c, o] at input pixel (s_h i + d_h a - p_top, s_w j + d_w b - p_left) when that pixel
   is inside the image (taps on padding have no entry).
 
-Seed errata:
-- seed 002 Q4's entrywise answer is right (and is what ``sigmoid_to_tanh`` gives for one hidden
+Errata in the problem sets:
+- problem set 002 Q4's entrywise answer is right (and is what ``sigmoid_to_tanh`` gives for one
+hidden
   layer), but its compact form Theta' = Theta / 2 + (Z, w2 B) / 2 takes B "of the same
   dimensions as w2^T", (M+1) x K, so w2 B is K x K, not the K x (M+1) of w2; B must be
   (M+1) x (M+1) with a first column of ones. Its B~ ((M+D+2) x (K+M)) multiplies a Theta that
-  has no matrix shape. (The seed treats one hidden layer; deeper hidden layers are quartered.)
-- seed 002 Q5.4 concludes that M [W2; b2] = F "can be solved using the inverse of the limit
+  has no matrix shape. (The problem set treats one hidden layer; deeper hidden layers are
+  quartered.)
+- problem set 002 Q5.4 concludes that M [W2; b2] = F "can be solved using the inverse of the limit
   matrix". The limit weights M_inf^-1 F interpolate only as lambda -> infinity (error at most
   sigma(-lambda delta) ||W2||_1; 3e-4 at lambda delta = 10 for 8 random points). The exact
   argument: det M(lambda) -> phi(0)^(N-1) (2^-(N-1) for sigma), so M(lambda) is invertible for
   large lambda and M(lambda)^-1 F interpolates exactly; this needs phi bounded, not that
   phi(+inf) exists.
-  The seed's other claims (N - 1 units, eps = min gap, the triangular M) are right.
-- seed 004 Q7 says an equivalent MLP exists "under certain circumstances". A conv layer is
-  always exactly a dense layer, and the seed gives no sizes or counts; ``param_counts``
+  The problem set's other claims (N - 1 units, eps = min gap, the triangular M) are right.
+- problem set 004 Q7 says an equivalent MLP exists "under certain circumstances". A conv layer is
+  always exactly a dense layer, and the problem set gives no sizes or counts; ``param_counts``
   supplies them for its Q6 (6x6 input, 3x3 filter) and Q9 (205x205x10 -> 66x66x96) layers.
 """
 
@@ -63,7 +65,7 @@ Layers = list[dict[str, Array]]
 
 
 # ---------------------------------------------------------------------------------------------
-# MLPs and sigmoid -> tanh (seed 002 Q4)
+# MLPs and sigmoid -> tanh (problem set 002 Q4)
 
 def _check_layers(layers: Sequence[dict], where: str) -> None:
     if not isinstance(layers, Sequence) or not layers:
@@ -117,7 +119,7 @@ def sigmoid_to_tanh(layers: Layers) -> Layers:
 
 
 # ---------------------------------------------------------------------------------------------
-# Interpolating N points with N - 1 hidden units (seed 002 Q5)
+# Interpolating N points with N - 1 hidden units (problem set 002 Q5)
 
 def interpolation_matrix(t: Array, centers: Array, phi: Callable[[Array], Array]) -> Array:
     """M [N, N]: M_ij = phi(t_i - c_j) for j < N, M_iN = 1. t: [N]; centers: [N - 1]."""
@@ -169,12 +171,12 @@ def _relu_fit(t: Array, F: Array, w: Array, eps: Array) -> Layers:
 
 
 def relu_interpolant(x: Array, f: Array, w: Array, eps: float | None = None) -> Layers:
-    """Two-layer ReLU net with N - 1 hidden units through N points (seed 002 Q5.3).
+    """Two-layer ReLU net with N - 1 hidden units through N points (problem set 002 Q5.3).
 
     Units at the N - 1 largest t_j = w^T x_j, b_j = -t_j + eps; M is upper triangular with
     diagonal (eps, ..., eps, 1) when 0 < eps <= delta = min gap, and [W2; b2] = M^-1 F.
     Args: x: [N, n] distinct points; f: [N, m] values; w: [n] with distinct w^T x_i;
-      eps: in (0, delta], default delta (the seed's choice).
+      eps: in (0, delta], default delta (the problem set's choice).
     Returns: layers for ``mlp(layers, x, relu)``.
     """
     t, F, delta = sorted_projection(x, f, w, "relu_interpolant")
@@ -197,11 +199,11 @@ def _sigmoid_fit(t: Array, F: Array, u: Array, lam: Array, limit: bool) -> Layer
 
 def sigmoid_interpolant(x: Array, f: Array, u: Array, lam: float, *, limit: bool = False
                         ) -> Layers:
-    """Two-layer sigmoid net with N - 1 hidden units, w = lambda u (seed 002 Q5.4).
+    """Two-layer sigmoid net with N - 1 hidden units, w = lambda u (problem set 002 Q5.4).
 
     Units at the N - 1 largest t_j = u^T x_j, b_j = -lambda t_j. [W2; b2] = M(lambda)^-1 F, which
-    interpolates exactly; or, with ``limit``, the seed's M_inf^-1 F, whose error at the points is
-    at most sigma(-lambda delta) ||W2||_1 (delta = min gap of t).
+    interpolates exactly; or, with ``limit``, the problem set's M_inf^-1 F, whose error at the
+    points is at most sigma(-lambda delta) ||W2||_1 (delta = min gap of t).
     Args: x: [N, n]; f: [N, m]; u: [n] with distinct u^T x_i; lam: lambda > 0.
     Returns: layers for ``mlp(layers, x, sigmoid)``.
     """
@@ -212,7 +214,7 @@ def sigmoid_interpolant(x: Array, f: Array, u: Array, lam: float, *, limit: bool
 
 
 # ---------------------------------------------------------------------------------------------
-# A conv layer as a dense layer (seed 004 Q7)
+# A conv layer as a dense layer (problem set 004 Q7)
 
 def _hw(in_hw, where: str) -> tuple[int, int]:
     try:
@@ -413,7 +415,7 @@ def _q002_5_4_limit() -> Outcome:
 
 
 _CONV_CASES = [  # (H, W, k_h, k_w, C_in, C_out, stride, padding, dilation)
-    (6, 6, 3, 3, 1, 1, 1, "VALID", 1),  # seed 004 Q6's layer
+    (6, 6, 3, 3, 1, 1, 1, "VALID", 1),  # problem set 004 Q6's layer
     (7, 9, 3, 2, 2, 3, (2, 1), "SAME", 1),
     (8, 7, 3, 3, 3, 2, 2, 1, (2, 1)),
     (5, 6, 2, 3, 2, 4, (1, 3), ((2, 0), (1, 2)), 2),
@@ -453,9 +455,10 @@ CLAIMS = [
           "triangular and interpolate N points exactly", "relu_interpolant at N = 2, 5, 12 "
           "(1-D) and 9 (3-D), float64", _q002_5_3),
     Claim("002", "Q5.4", "N - 1 sigmoid units at the points, w = lambda u: M(lambda)^-1 F "
-          "interpolates exactly (the seed uses the limit matrix's inverse)",
+          "interpolates exactly (the problem set uses the limit matrix's inverse)",
           "sigmoid_interpolant, N = 8, lambda delta = 2..26", _q002_5_4_exact),
-    Claim("002", "Q5.4", "the seed's limit weights M_inf^-1 F miss by <= sigma(-lambda delta) "
+    Claim("002", "Q5.4", "the problem set's limit weights M_inf^-1 F miss by <= sigma(-lambda "
+          "delta) "
           "||W2||_1: error ~ exp(-lambda delta)", "sigmoid_interpolant(limit=True), log-error "
           "slope for lambda delta in 10..26", _q002_5_4_limit),
     Claim("004", "Q7", "a conv layer is exactly a dense layer on the flattened input",

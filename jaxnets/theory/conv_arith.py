@@ -16,17 +16,19 @@ are per image. Layer specs (``Conv``, ``Pool``) are square: the same k, s, p, d 
   receptive field       RF_n = k'_1 + sum_{i=2..n} (k'_i - 1) prod_{j<i} s_j
   jump                  J_n = prod_{j<=n} s_j   (input pixels between neighbouring units)
 
-(seed 000 Q3, 001 Q3, 002 Q6-Q8, 003 Q1, 004 Q6-Q7, Q9-Q10.)
+(problem set 000 Q3, 001 Q3, 002 Q6-Q8, 003 Q1, 004 Q6-Q7, Q9-Q10.)
 
-Seed errata (each checked against lax in tests/test_conv_arith.py):
-- seed 003 Q1 writes W_out = floor((W_in + 2P - (k - 1)) / s + 1), without the "- 1" its own
+Errata in the problem sets (each checked against lax in tests/test_conv_arith.py):
+- problem set 003 Q1 writes W_out = floor((W_in + 2P - (k - 1)) / s + 1), without the "- 1" its own
   H_out line has: for W = 16, k = 3, s = 1, P = 0 it gives 15; the output is 14.
-- seed 003 Q1 tabulates W_new = floor(W / s + 1) for a 1x1 kernel, p = 0, s = 2 and s = 3. The
+- problem set 003 Q1 tabulates W_new = floor(W / s + 1) for a 1x1 kernel, p = 0, s = 2 and s = 3.
+The
   output is floor((W - 1) / s) + 1 = ceil(W / s), which differs whenever s divides W
   (W = 18, s = 3: 6, not 7). Its worked list for W = 16 uses (16 - 1) and is right.
-- seed 002 Q7 justifies the pooled size with floor((125 + 2*0 - 5) / 1) + 1 = 25; with stride 1
+- problem set 002 Q7 justifies the pooled size with floor((125 + 2*0 - 5) / 1) + 1 = 25; with
+stride 1
   that is 121. Non-overlapping 5x5 pooling has s = 5, which gives the 25 it states.
-- seed 004 Q9 drops the floor, solves 66 = (205 - K) / 3 + 1 and answers K = 10 (p = 0). With
+- problem set 004 Q9 drops the floor, solves 66 = (205 - K) / 3 + 1 and answers K = 10 (p = 0). With
   the floor K = 8, 9 and 10 all map 205 to 66 at s = 3, p = 0, so the shapes alone do not fix
   K; its parameter (96096) and multiplication (418176000) counts are right for K = 10.
 """
@@ -107,6 +109,11 @@ def output_size(i: int, k: int, s: int = 1, p: int = 0, d: int = 1) -> int:
 
     o = floor((i + 2p - d (k - 1) - 1) / s) + 1, with p zeros on each side.
 
+    Examples:
+        >>> from jaxnets.theory.conv_arith import output_size
+        >>> output_size(32, 5), output_size(28, 2, s=2), output_size(205, 10, s=3)
+        (28, 14, 66)
+
     Raises:
       ValueError: i, k, s, d < 1 or p < 0, or the dilated kernel longer than the padded input
         (which is exactly when the formula would give o < 1).
@@ -154,7 +161,7 @@ def receptive_field(
     """Receptive field (in input pixels, along one axis) of one unit after n stacked layers.
 
     RF_n = k'_1 + sum_{i=2..n} (k'_i - 1) prod_{j<i} s_j, with k'_i = d_i (k_i - 1) + 1
-    (seed 004 Q10, with dilation). Padding does not change it. An empty stack gives 1.
+    (problem set 004 Q10, with dilation). Padding does not change it. An empty stack gives 1.
 
     Args:
       kernels, strides, dilations: one int per layer, first layer first; dilations default 1.
@@ -286,7 +293,7 @@ def format_summary(rows: Sequence[dict[str, Any]]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The seeds' claims (rows of the report; tests/test_conv_arith.py checks the same in detail).
+# The problem sets' claims (rows of the report; tests/test_conv_arith.py checks the same in detail).
 
 def lax_output_size(i: int, k: int, s: int = 1, p: int = 0, d: int = 1, pool: bool = False
                     ) -> int:
@@ -347,7 +354,7 @@ def _q004_10() -> Outcome:
     for ks in itertools.product((1, 2, 3, 5), repeat=3):
         for ss in itertools.product((1, 2, 3), repeat=3):
             rf = ks[0]
-            for n in range(1, 3):  # the seed's recursion RF_n = RF_{n-1} + (k_n - 1) prod s
+            for n in range(1, 3):  # the problem set's recursion RF_n = RF_{n-1} + (k_n - 1) prod s
                 rf += (ks[n] - 1) * math.prod(ss[:n])
             worst = max(worst, abs(receptive_field(list(ks), list(ss)) - rf))
     return Outcome(worst == 0, f"closed form = recursion on {4 ** 3 * 3 ** 3} 3-layer stacks")
@@ -363,14 +370,16 @@ def _q000_3() -> Outcome:
 CLAIMS = [
     Claim("000", "Q3", "128x128x3 -> conv 64 8x8/2 p4 -> pool 2 -> conv 128 4x4/2 p2 gives "
           "17x17x128", "conv_arith.summarize; sizes as lax computes them", _q000_3),
-    Claim("002", "Q7.1", "non-overlapping 5x5 pooling of 125 gives 25 (stride 5; the seed "
+    Claim("002", "Q7.1", "non-overlapping 5x5 pooling of 125 gives 25 (stride 5; the problem set "
           "divides by stride 1, which gives 121)", "output_size vs lax reduce_window", _q002_7),
-    Claim("003", "Q1", "W_out = floor((W + 2P - d(k-1) - 1) / s) + 1 (the seed's W_out line "
+    Claim("003", "Q1", "W_out = floor((W + 2P - d(k-1) - 1) / s) + 1 (the problem set's W_out line "
           "drops the - 1)", "output_size vs lax conv shapes", _q003_1_w_out),
-    Claim("003", "Q1", "a 1x1 kernel, p = 0 gives ceil(W / s) (the seed's floor(W/s + 1) is off "
+    Claim("003", "Q1", "a 1x1 kernel, p = 0 gives ceil(W / s) (the problem set's floor(W/s + 1) "
+          "is off "
           "by one when s divides W)", "output_size vs lax, W in 15, 16, 18, s in 2, 3",
           _q003_1_one_by_one),
-    Claim("004", "Q9", "205 -> 66 at stride 3, p = 0 admits K = 8, 9, 10 (the seed finds only "
+    Claim("004", "Q9", "205 -> 66 at stride 3, p = 0 admits K = 8, 9, 10 (the problem set finds "
+          "only "
           "10); 96,096 params and 418,176,000 multiplications for K = 10",
           "conv_arith.solve, checked against lax's shape rule", _q004_9),
     Claim("004", "Q10", "RF_n = k_1 + sum_{i>=2} (k_i - 1) prod_{j<i} s_j equals the recursion",

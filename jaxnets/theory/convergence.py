@@ -1,4 +1,5 @@
-"""Convergence of gradient descent and of Newton's method (seed 000 Q5, seed 004 Q11.2 and Q12).
+"""Convergence of gradient descent and of Newton's method (problem set 000 Q5, problem set 004
+Q11.2 and Q12).
 
   gradient descent   w_{k+1} = w_k - eta grad F(w_k)
   Newton             w_{k+1} = w_k - alpha H(w_k)^{-1} grad F(w_k)          (alpha = 1: pure)
@@ -6,21 +7,21 @@
   quadratic E = E_0 + (w - w*)^T H (w - w*) / 2, H u_j = eta_j u_j, w_0 = 0, learning rate rho:
                      w_j^tau = u_j^T w^tau = (1 - (1 - rho eta_j)^tau) w_j*
 
-Seed 000 Q5(a)'s f (``piecewise_f``) is convex and C^1 with f'' = 3/2 outside [-1, 1] and 2
+Problem set 000 Q5(a)'s f (``piecewise_f``) is convex and C^1 with f'' = 3/2 outside [-1, 1] and 2
 inside, so L = 2. Gradient descent reaches its minimiser 0 from every start iff eta < 2 / L = 1:
 inside [-1, 1] a step multiplies x by 1 - 2 eta; outside, for 2/3 < eta < 4/3, the steps
 alternate sides and |x| is pulled to the 2-cycle |x| = eta / (4 - 3 eta)
-(``piecewise_cycle_radius``), which lies inside [-1, 1] iff eta < 1. At the seed's eta = 1,
+(``piecewise_cycle_radius``), which lies inside [-1, 1] iff eta < 1. At the problem set's eta = 1,
 |x_t| = 1 + (|x_0| - 1) / 2^t: the iterates alternate sides, never enter [-1, 1], and
 |f'(x_t)| = 2 + 3 (|x_t| - 1) / 2 decreases to 2, never to 0. In float64 the rounded
 iteration does the same: the gap halves down to an ulp and then settles into a 2-cycle at
 |x| = 1 + 2^-51, still outside [-1, 1].
 
-The seed proves convexity from f'' >= 0 on each piece; that needs f' continuous at +-1, which
+The problem set proves convexity from f'' >= 0 on each piece; that needs f' continuous at +-1, which
 it is (both sides give +-2): f is C^1, not C^2.
 
-Seed 004 Q12 follows Bishop (Exercise 5.25): rho is the learning rate and eta_j are the
-eigenvalues of H. The seed uses the two letters consistently (only its typography varies:
+Problem set 004 Q12 follows Bishop (Exercise 5.25): rho is the learning rate and eta_j are the
+eigenvalues of H. The problem set uses the two letters consistently (only its typography varies:
 w_j^tau, w_j^(tau), bold w_j), and so does this module. Its early-stopping regimes, for
 0 < rho eta_j <= 1, are the bounds (``early_stopping_ratios``)
   |w_j^tau - w_j*| <= exp(-rho eta_j tau) |w_j*|                 w_j ~ w_j* when rho eta_j tau >> 1
@@ -72,11 +73,11 @@ def _positive(where: str, name: str, v) -> None:
         raise ValueError(f"{where}: {name} must be > 0, got {v!r}")
 
 
-# Seed 000 Q5(a): the piecewise function.
+# Problem set 000 Q5(a): the piecewise function.
 
 def piecewise_f(x: Array) -> Array:
     """f(x) = 3/4 (1 - x)^2 - 2 (1 - x) for x > 1, 3/4 (1 + x)^2 - 2 (1 + x) for x < -1,
-    x^2 - 1 otherwise (seed 000 eq. 8), elementwise."""
+    x^2 - 1 otherwise (problem set 000 eq. 8), elementwise."""
     return jnp.where(x > 1, 0.75 * (1 - x) ** 2 - 2 * (1 - x),
                      jnp.where(x < -1, 0.75 * (1 + x) ** 2 - 2 * (1 + x), x ** 2 - 1))
 
@@ -128,7 +129,7 @@ def _newton(F: Objective, w0: Array, alpha: Array, steps: int, args: tuple = ())
 
 def newton(F: Objective, w0, steps: int, args: tuple = (), alpha=1.0) -> Array:
     """Iterates w_0 .. w_steps of Newton's method w_{k+1} = w_k - alpha H^{-1} grad F(w_k)
-    (seed 004 Q11.2), H the Hessian of F at w_k. w0: [d], F: (w, *args) -> scalar (static, as
+    (problem set 004 Q11.2), H the Hessian of F at w_k. w0: [d], F: (w, *args) -> scalar (static, as
     in ``gradient_descent``). Returns [steps + 1, d]."""
     steps = _steps("newton", steps)
     _positive("newton", "alpha", alpha)
@@ -195,7 +196,7 @@ def newton_error_coefficients(F: Callable[[Array], Array], x_star) -> tuple[Arra
     return f3 / (2 * f2), f4 / (3 * f2) - f3 ** 2 / (2 * f2 ** 2)
 
 
-# Seed 000 Q5(b): L-smooth descent.
+# Problem set 000 Q5(b): L-smooth descent.
 
 def logistic_loss(w: Array, X: Array, y: Array) -> Array:
     """F(w) = mean_i BCE(x_i . w, y_i) (``losses.binary_cross_entropy``). w: [d], X: [n, d],
@@ -222,12 +223,12 @@ def min_sq_grad_norm(F: Objective, ws: Array, args: tuple = ()) -> Array:
 
 
 def stationarity_bound(L, F0, F_star, K) -> Array:
-    """2 L (F(w_0) - F*) / K, the seed's bound on min_{k<K} ||grad F(w_k)||^2 at eta = 1/L."""
+    """2 L (F(w_0) - F*) / K, the set's bound on min_{k<K} ||grad F(w_k)||^2 at eta = 1/L."""
     _positive("stationarity_bound", "K", K)
     return 2 * L * (F0 - F_star) / jnp.asarray(K)
 
 
-# Seed 004 Q12: the quadratic error function.
+# Problem set 004 Q12: the quadratic error function.
 
 def quadratic_error(w: Array, w_star: Array, H: Array, E0=0.0) -> Array:
     """E = E_0 + (w - w*)^T H (w - w*) / 2. w, w_star: [d], H: [d, d]."""
@@ -259,8 +260,9 @@ def early_stopping_ratios(x, tau) -> tuple[Array, Array]:
     return jnp.exp(tau * jnp.log1p(-x) + x * tau), jnp.abs(c - x * tau) / ((x * tau) ** 2 / 2)
 
 
-# The seed's claims (rows of the report; tests/test_theory_convergence.py tests the functions).
-# Each check computes in one jitted function (few compilations) and compares on the host.
+# The problem set's claims (rows of the report; tests/test_theory_convergence.py tests the
+# functions). Each check computes in one jitted function (few compilations) and compares on the
+# host.
 
 def _piecewise_sum(xs: Array) -> Array:
     """sum_i f(x_i): gradient descent on it runs one independent descent per start x_i."""
@@ -269,7 +271,7 @@ def _piecewise_sum(xs: Array) -> Array:
 
 @jax.jit
 def _piecewise_facts() -> tuple[Array, ...]:
-    """On a grid of [-5, 5] with 0 on it: max |autodiff f' - seed's eq. 11|, the jump of f'
+    """On a grid of [-5, 5] with 0 on it: max |autodiff f' - problem set's eq. 11|, the jump of f'
     across +-1, min f'', argmin f and min f."""
     xs = jnp.arange(-2000, 2001) / 400
     d1, d2 = jax.vmap(jax.grad(piecewise_f)), jax.vmap(jax.grad(jax.grad(piecewise_f)))
@@ -287,7 +289,7 @@ def _piecewise_convex() -> Outcome:
     ok = err < 1e-12 and jump < 1e-8 and curv > 0 and x_min == 0.0 and f_min == -1.0
     return Outcome(ok, f"autodiff f' = eq. 11 to {err:.1g}; jump of f' at +-1 {jump:.1g}; "
                    f"min f'' {curv:g} > 0; grid argmin {x_min:g}",
-                   seed_value="x* = 0, f(x*) = -1", computed=f"x* = {x_min:g}, f(x*) = {f_min:g}")
+                   stated_value="x* = 0, f(x*) = -1", computed=f"x* = {x_min:g}, f(x*) = {f_min:g}")
 
 
 @jax.jit

@@ -1,4 +1,5 @@
-"""The optimal discriminator and the Jensen-Shannon divergence, by quadrature (seed 004 15.1.3).
+"""The optimal discriminator and the Jensen-Shannon divergence, by quadrature (problem set 004
+15.1.3).
 
 For a fixed generator with density p_g, V(D) = integral p_data log D + p_g log(1 - D) dx is
 maximised pointwise by D*(x) = p_data(x) / (p_data(x) + p_g(x)), and there
@@ -83,7 +84,7 @@ def fit_discriminator(key: Array, x: Array, p_data: Array, p_g: Array, *,
 
 
 # ---------------------------------------------------------------------------------------------
-# The seed's claims (rows of the report; tests/test_gan.py checks the same in more detail).
+# The problem set's claims (rows of the report; tests/test_gan.py checks the same in more detail).
 
 # p_data: a two-Gaussian mixture; p_g: one wider Gaussian; the grid covers both to 1e-13.
 MIXTURE = dict(means=(-2.0, 1.5), stds=(0.5, 0.8), weights=(0.4, 0.6))

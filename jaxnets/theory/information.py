@@ -1,5 +1,5 @@
 """Cross-entropy as a likelihood, its split into entropy and KL, and maximum entropy, discrete and
-continuous (seed 000 Q2).
+continuous (problem set 000 Q2).
 
   Bernoulli likelihood P(x | p) = p^x (1 - p)^(1 - x), x in {0, 1}:
     -log P(x | p) = CE(p, x) = -x log p - (1 - x) log(1 - p) = H(Bern(x), Bern(p)),
@@ -16,13 +16,14 @@ continuous (seed 000 Q2).
 Distributions lie along the last axis (``jaxnets.losses`` conventions, nats, 0 log 0 = 0).
 Densities are of mean 0, parametrised by their variance; integrals are trapezoid sums on a grid.
 
-Seed errata:
-- seed 000 Q2(c) calls the entropy convex, H(l p + (1 - l) q) <= l H(p) + (1 - l) H(q). It is
+Errata in the problem sets:
+- problem set 000 Q2(c) calls the entropy convex, H(l p + (1 - l) q) <= l H(p) + (1 - l) H(q). It is
   concave: the inequality is reversed (its Hessian is -diag(1 / p)). Its bound H <= log n with
   equality at the uniform distribution is right.
-- seed 000 Q2(d) writes L(f) = integral f log f + l0 (integral f - 1) + l1 (integral (x - mu)^2 f
+- problem set 000 Q2(d) writes L(f) = integral f log f + l0 (integral f - 1) + l1 (integral (x -
+mu)^2 f
   - s^2) and dL/df = -log f - 1 + l0 + l1 (x - mu)^2. The derivative of that L is
-  log f + 1 + l0 + l1 (x - mu)^2 (the seed's is that of the L with -integral f log f). Either
+  log f + 1 + l0 + l1 (x - mu)^2 (the problem set's is that of the L with -integral f log f). Either
   way the stationary f is Gaussian; its C = 1 / (s sqrt(2 pi)) and beta = 1 / (2 s^2) are right.
 """
 
@@ -330,7 +331,7 @@ def _check_concavity() -> Outcome:
     gap, top = _x64(_concavity, p, q, rng.uniform(0.01, 0.99, (500, 1)))
     return Outcome(gap > 0 and top < 0,
                    f"min of H(mix) - mix of H over 500 (p, q, l): {gap:.2g} > 0; largest Hessian "
-                   f"eigenvalue {top:.3g} < 0", seed_value="convex", computed="concave")
+                   f"eigenvalue {top:.3g} < 0", stated_value="convex", computed="concave")
 
 
 def _entropies(var):
@@ -358,7 +359,7 @@ def _check_max_entropy_continuous() -> Outcome:
         parts.append((e_h < 1e-8 and e_var < 1e-8 and top == "Gaussian",
                       f"var {var}: {order}; max|closed form - quadrature| {e_h:.1g}, "
                       f"max|variance - {var}| {e_var:.1g}"))
-    return _all(parts, seed_value="Gaussian", computed=", ".join(sorted(set(found))))
+    return _all(parts, stated_value="Gaussian", computed=", ".join(sorted(set(found))))
 
 
 def _generalized_normal():
@@ -404,8 +405,8 @@ def _check_lagrangian() -> Outcome:
                                      f"rel err {e_formula:.1g}"),
                  (stationary < 1e-13, f"= 0 at N(mu, s^2), l1 = 1/(2 s^2), l0 = log(s sqrt(2 pi))"
                                       f" - 1: max {stationary:.1g}"),
-                 (e_seed > 1, f"the seed's -log f - 1 + ... is off by up to {e_seed:.3g}")],
-                seed_value="dL/df = -log f - 1 + l0 + l1 (x - mu)^2",
+                 (e_seed > 1, f"the problem set's -log f - 1 + ... is off by up to {e_seed:.3g}")],
+                stated_value="dL/df = -log f - 1 + l0 + l1 (x - mu)^2",
                 computed="dL/df = log f + 1 + l0 + l1 (x - mu)^2")
 
 

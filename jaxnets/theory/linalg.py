@@ -1,5 +1,5 @@
 """Points with a given mean and covariance, and trace minimisation over orthonormal frames
-(seed 003 Q4).
+(problem set 003 Q4).
 
   moments        mu = (1/n) sum_i x_i,  Sigma = (1/n) sum_i (x_i - mu)(x_i - mu)^T    [m, m]
   trace problem  min tr(Phi^T Sigma Phi)  s.t.  Phi^T Phi = I_k,  Phi: [m, k]
@@ -8,7 +8,7 @@
   Stiefel descent  Phi <- qf(Phi - lr grad_R), grad_R = G - Phi sym(Phi^T G), G = 2 Sigma Phi,
                  qf = the Q factor of a QR decomposition with diag(R) > 0 (QR retraction).
 
-Seed 003 Q4 errata:
+Problem set 003 Q4 errata:
 - (a) builds x_i = mu + sqrt(n lambda_i) u_i, i = 1..n, from Sigma = U diag(lambda) U^T (so
   n = m). These points have covariance Sigma about mu, but mu is defined as their mean, and
   their mean is mu + sum_i sqrt(lambda_i) u_i / sqrt(n), not mu (unless Sigma = 0); about
@@ -79,7 +79,7 @@ def points_with_moments(mu, Sigma) -> Array:
 
 
 def seed_points(mu, Sigma) -> Array:
-    """The seed's construction x_i = mu + sqrt(n lambda_i) u_i, i = 1..n = m. [m, m]. Their
+    """The problem set's construction x_i = mu + sqrt(n lambda_i) u_i, i = 1..n = m. [m, m]. Their
     mean is not mu (see the module docstring)."""
     Sigma = _symmetric("seed_points", Sigma)
     lam, U = jnp.linalg.eigh(Sigma)
@@ -161,7 +161,7 @@ def stiefel_descent(Sigma, Phi0, lr, steps: int) -> tuple[Array, Array]:
     return _stiefel_descent(Sigma, Phi0, jnp.asarray(lr, Sigma.dtype), steps)
 
 
-# The seed's claims (rows of the report; tests/test_theory_linalg.py tests the functions).
+# The problem set's claims (rows of the report; tests/test_theory_linalg.py tests the functions).
 # Each check computes in one jitted function (few compilations) and compares on the host.
 
 def _example_points() -> np.ndarray:
@@ -187,8 +187,8 @@ def _moments() -> Outcome:
         ours_mu, ours_S, seed_mu, seed_S = map(float, _moment_facts(_example_points()))
     ok = max(ours_mu, ours_S) < 1e-12 and min(seed_mu, seed_S) > 1e-3
     return Outcome(ok, f"mu +- sqrt(m lambda_i) u_i: |mean - mu| {ours_mu:.1g}, |Sigma_hat - "
-                   f"Sigma| / max|Sigma| {ours_S:.1g}; the seed's points: {seed_mu:.3g}, "
-                   f"{seed_S:.3g}", seed_value="x_i = mu + sqrt(n lambda_i) u_i, n = m",
+                   f"Sigma| / max|Sigma| {ours_S:.1g}; the problem set's points: {seed_mu:.3g}, "
+                   f"{seed_S:.3g}", stated_value="x_i = mu + sqrt(n lambda_i) u_i, n = m",
                    computed="x = mu +- sqrt(m lambda_i) u_i, n = 2m")
 
 
@@ -229,7 +229,7 @@ def _min_trace() -> Outcome:
     return Outcome(bool(ok), f"k = 1..5: tr at the bottom-k eigenvectors = sum of the k smallest "
                    f"eigenvalues to {err.max():.1g}; 1,000 random frames: min tr - that sum >= "
                    f"{below.min():.3g} > 0, max tr - sum of the k largest <= {above.max():.3g} < 0",
-                   seed_value="eigenvectors of the k smallest eigenvalues",
+                   stated_value="eigenvectors of the k smallest eigenvalues",
                    computed="eigenvectors of the k smallest eigenvalues")
 
 
@@ -244,7 +244,7 @@ def _manifold_descent() -> Outcome:
 
 CLAIMS = [
     Claim("003", "Q4(a)", "the 2m points mu +- sqrt(m lambda_i) u_i have mean mu and covariance "
-          "Sigma; the seed's m points mu + sqrt(n lambda_i) u_i do not (their mean is off)",
+          "Sigma; the problem set's m points mu + sqrt(n lambda_i) u_i do not (their mean is off)",
           "sample_moments of both constructions for a 6 x 6 sample covariance, float64", _moments),
     Claim("003", "Q4(b)", "min tr(Phi^T Sigma Phi) s.t. Phi^T Phi = I_k = sum of the k smallest "
           "eigenvalues, at their eigenvectors", "eigh vs 1,000 Haar-random frames (QR of "

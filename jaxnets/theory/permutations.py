@@ -1,5 +1,5 @@
-"""Which pixel-row permutations of an image only permute the rows of the Mixer's table (seed 000
-Q4(c)-(d)).
+"""Which pixel-row permutations of an image only permute the rows of the Mixer's table (problem set
+000 Q4(c)-(d)).
 
 Setup (Q4(c)): an image A [H, W] (one channel) is cut into P x P patches (S = HW / P^2,
 row-major over the patch grid, ``models.mixer.patchify``), each patch embedded by the same
@@ -16,7 +16,7 @@ block moves of the 9 x 9 image in 3 x 3 patches, Q and P have the same index pat
 pixel rows and three patches per block), so P_reverse = P^T, which equals P only when P is its
 own inverse.
 
-Seed errata (seed 000 Q4, all computed in ``CLAIMS``):
+Errata in the problem sets (problem set 000 Q4, all computed in ``CLAIMS``):
 - Q4(c) lists 5 block orders "different from the original" as the answer to "find all possible
   P"; the identity qualifies too: 3! = 6, and the enumeration of all 9! = 362,880 row
   permutations finds exactly these 6 for a random image.
@@ -72,7 +72,7 @@ def nth_permutation(k: Array, n: int) -> Array:
 
 
 def permutation_matrix(pi: Array) -> Array:
-    """P = [e_pi(1); ...; e_pi(n)] [n, n], so that (P A)_i = A_pi(i). pi: [n] a permutation."""
+    """P = [e_pi(1); ...; e_pi(n)], shape [n, n], so that (P A)_i = A_pi(i); pi: a permutation."""
     pi = jnp.asarray(pi)
     if pi.ndim != 1 or (is_concrete(pi) and sorted(np.asarray(pi).tolist()) != list(range(
             pi.shape[0]))):
@@ -199,7 +199,7 @@ def _q000_4d() -> Outcome:
             err = max(err, float(jnp.max(jnp.abs(P_rev @ U_mod - U))))
             is_t += bool(jnp.all(P_rev == P.T))
             is_p += bool(jnp.all(P_rev == P))
-            if pi.tolist() == [0, 1, 2, 6, 7, 8, 3, 4, 5]:  # the seed's P_1
+            if pi.tolist() == [0, 1, 2, 6, 7, 8, 3, 4, 5]:  # the problem set's P_1
                 p1 = bool(jnp.all(P_rev == P))
         # rows equal to float64 rounding: exact on CPU, 1 ulp apart on a GPU (H200), whose
         # products for the permuted input round differently
@@ -214,7 +214,7 @@ CLAIMS = [
     Claim("000", "Q4(c)", "exactly the 3! = 6 orders of the 3-row blocks (identity included) "
           "make U(PA) a row permutation of U(A)", "all 9! row permutations of a random 9x9 "
           "image, vectorised in chunks", _q000_4c),
-    Claim("000", "Q4(d)", "P_reverse U_mod = U with P_reverse = P^T; = P_1 for the seed's "
+    Claim("000", "Q4(d)", "P_reverse U_mod = U with P_reverse = P^T; = P_1 for the problem set's "
           "P_1, but P_3^T != P_3 for a cyclic order", "reverse_permutation from matched rows "
           "of U, all 6 block orders", _q000_4d),
 ]

@@ -1,22 +1,24 @@
-"""Worked examples by hand and by autodiff: a chain-rule Jacobian (seed 004 Q3) and one step of
-backprop on a 2-2-1 sigmoid network (seed 004 Q4).
+"""Worked examples by hand and by autodiff: a chain-rule Jacobian (problem set 004 Q3) and one step
+of backprop on a 2-2-1 sigmoid network (problem set 004 Q4).
 
 Q3. f1(x) = (sin(pi x2) / pi, e^(x1 - 1) x2^2, x1 x2), f2(y) = (y1 + y2 + y3, y1^2 + y2^2 +
 y3^2); J_{f2 o f1}(x) = J_f2(f1(x)) J_f1(x).
 
 Q4. h = sigma(x W1 + b1), yhat = sigma(h W2 + b2), L = (y - yhat)^2 / 2 (the loss whose
-gradient the seed's deltas are). Deltas delta = -dL/dz at each pre-activation z:
+gradient the problem set's deltas are). Deltas delta = -dL/dz at each pre-activation z:
 delta_out = yhat (1 - yhat) (y - yhat), delta_h = h (1 - h) (W2 delta_out); gradient descent
 W <- W + lr * (input of W) delta. Params are dense layers (``jaxnets.layers.dense``): W1[i, j]
-joins x_i to h_j. The seed's network: W_h1x1 = 2.5, W_h1x2 = 1, W_h1b = 1.5, W_h2x1 = -1.5,
+joins x_i to h_j. The problem set's network: W_h1x1 = 2.5, W_h1x2 = 1, W_h1b = 1.5, W_h2x1 = -1.5,
 W_h2x2 = -0.3, W_h2b = 2, W_yh1 = 1, W_yh2 = 0.5, W_yb = -1; x = (0, 1), y = 1, lr = 0.1.
 
-Seed errata (each number compared at the decimals the seed prints):
-- Q3: the seed's J_f1(1, 2) = [[0, 1], [4, 4], [2, 1]] and J_f2(0, 4, 2) = [[1, 1, 1], [0, 8, 4]]
+Errata in the problem sets (each number compared at the decimals the problem set prints):
+- Q3: the problem set's J_f1(1, 2) = [[0, 1], [4, 4], [2, 1]] and J_f2(0, 4, 2) = [[1, 1, 1], [0,
+8, 4]]
   are right, but their product is [[6, 6], [40, 36]], not the [[4, 6], [32, 36]] it states.
 - Q4: delta_yhat = 0.5859 (1 - 0.5859)^2 = 0.1005, not 0.0993, so delta_h1 = 0.0070 (seed
-  0.0069; 0.0070 even from its own 0.0993) and delta_h2 = 0.0066 (seed 0.0065), and the updated
-  W_yh1 = 1.0093, W_yh2 = 0.5085, W_yb = -0.9900, W_h2x2 = -0.2993 (seed 1.0092, 0.5084,
+  0.0069; 0.0070 even from its own 0.0993) and delta_h2 = 0.0066 (problem set: 0.0065), and the
+  updated W_yh1 = 1.0093, W_yh2 = 0.5085, W_yb = -0.9900, W_h2x2 = -0.2993 (problem set: 1.0092,
+  0.5084,
   -0.9901, -0.2994). Its pre-activation 0.34685 comes from the rounded h1, h2; it is 0.34691.
   The other forward values and the weights W_h1x1, W_h1x2, W_h1b, W_h2x1, W_h2b agree.
 """
@@ -143,19 +145,19 @@ def gradient_step(params: Params, x: Array, y: Array, lr: float) -> Params:
 
 
 def seed_network() -> Params:
-    """Seed 004 Q4's weights as dense layers: W1 [2, 2], b1 [2], W2 [2, 1], b2 [1]."""
+    """Problem set 004 Q4's weights as dense layers: W1 [2, 2], b1 [2], W2 [2, 1], b2 [1]."""
     return [{"W": jnp.array([[2.5, -1.5], [1.0, -0.3]]), "b": jnp.array([1.5, 2.0])},
             {"W": jnp.array([[1.0], [0.5]]), "b": jnp.array([-1.0])}]
 
 
-# The seed's names for the nine weights: (layer, "W" or "b", index).
+# The problem set's names for the nine weights: (layer, "W" or "b", index).
 WEIGHT_NAMES = {"W_h1x1": (0, "W", (0, 0)), "W_h1x2": (0, "W", (1, 0)), "W_h1b": (0, "b", (0,)),
                 "W_h2x1": (0, "W", (0, 1)), "W_h2x2": (0, "W", (1, 1)), "W_h2b": (0, "b", (1,)),
                 "W_yh1": (1, "W", (0, 0)), "W_yh2": (1, "W", (1, 0)), "W_yb": (1, "b", (0,))}
 
 
 def named_weights(params: Params) -> dict[str, float]:
-    """The nine weights under the seed's names."""
+    """The nine weights under the problem set's names."""
     _check_params("named_weights", params)
     return {k: float(params[i][w][idx]) for k, (i, w, idx) in WEIGHT_NAMES.items()}
 
@@ -175,21 +177,22 @@ SEED_JACOBIAN = [[4, 6], [32, 36]]
 JACOBIAN = [[6, 6], [40, 36]]  # [[0 + 4 + 2, 1 + 4 + 1], [0 + 32 + 8, 0 + 32 + 4]]
 
 
-def at_decimals(value: float, seed: str) -> str:
-    """value printed with as many decimals as the string seed has ("0.0993": 4)."""
-    d = len(seed.partition(".")[2])
+def at_decimals(value: float, stated: str) -> str:
+    """value printed with as many decimals as the stated string has ("0.0993": 4)."""
+    d = len(stated.partition(".")[2])
     s = f"{value:.{d}f}"
     return s[1:] if float(s) == 0 and s.startswith("-") else s
 
 
-def _compare(seed: Mapping[str, str], values: Mapping[str, float], err: float,
+def _compare(stated: Mapping[str, str], values: Mapping[str, float], err: float,
              what: str) -> Outcome:
-    """Passed when err <= 1e-12; seed numbers beside the computed ones at the seed's decimals."""
-    computed = {k: at_decimals(values[k], v) for k, v in seed.items()}
-    differ = [k for k in seed if computed[k] != seed[k]]
-    return Outcome(bool(err <= 1e-12), f"{what} max |err| {err:.2g} (tol 1e-12); seed differs at "
+    """Passed when err <= 1e-12; the stated numbers beside the computed ones at their decimals."""
+    computed = {k: at_decimals(values[k], v) for k, v in stated.items()}
+    differ = [k for k in stated if computed[k] != stated[k]]
+    return Outcome(bool(err <= 1e-12), f"{what} max |err| {err:.2g} (tol 1e-12); the problem set "
+                   "differs at "
                    f"{', '.join(differ) or 'none'}",
-                   ", ".join(f"{k} {v}" for k, v in seed.items()),
+                   ", ".join(f"{k} {v}" for k, v in stated.items()),
                    ", ".join(f"{k} {v}" for k, v in computed.items()))
 
 
@@ -274,7 +277,7 @@ CLAIMS: list[Claim] = [
     Claim("004", "Q3", "At x = (1, 2): f1 = (0, 4, 2), J_f1 = [[0, 1], [4, 4], [2, 1]], "
           "J_f2(f1(x)) = [[1, 1, 1], [0, 8, 4]]",
           "hand-written Jacobians vs jax.jacobian, float64", _x64(_check_jacobians)),
-    Claim("004", "Q3", "J_{f2 o f1}(1, 2) = J_f2(f1(x)) J_f1(x) = [[6, 6], [40, 36]] (seed: "
+    Claim("004", "Q3", "J_{f2 o f1}(1, 2) = J_f2(f1(x)) J_f1(x) = [[6, 6], [40, 36]] (problem set: "
           "[[4, 6], [32, 36]])",
           "hand chain rule vs jax.jacobian of the composition, float64", _x64(_check_chain)),
     Claim("004", "Q4", "Forward pass at x = (0, 1): h1 = 0.9241, h2 = 0.8455, z_out = 0.34691, "
@@ -284,6 +287,6 @@ CLAIMS: list[Claim] = [
           "0.0070, delta_h2 = 0.0066",
           "hand backprop vs -jax.grad of L w.r.t. the biases, float64", _x64(_check_deltas)),
     Claim("004", "Q4", "One gradient step, lr 0.1: W_yh1 = 1.0093, W_yh2 = 0.5085, W_yb = "
-          "-0.9900, W_h2x2 = -0.2993; the other five as the seed states",
+          "-0.9900, W_h2x2 = -0.2993; the other five as the problem set states",
           "hand update vs optax.sgd on jax.grad, float64", _x64(_check_weights)),
 ]

@@ -445,14 +445,16 @@ def sweep(learning_rates, train_data: Any, eval_data: dict[str, Batch] | None = 
     spanning processes, process i saves in ``checkpoint_dir/process-<i>`` and all resume from
     the newest step every process holds.
 
+    The arguments not listed below are as in ``fit``.
+
     Args:
-      learning_rates: [n_lr]. seeds: n (seeds 0..n-1) or [n_seed] ints.
+      learning_rates: [n_lr].
+      seeds: n (seeds 0..n-1) or [n_seed] ints.
       hparams: other traced optimizer hyperparameters, {name: [n]}, e.g. {"beta": [0.8, 0.9]}.
       step: a step of your own (e.g. ``models.gan.GanStep``), as in ``fit``.
       track: as in ``fit``, for every member: tracked {name: [*grid, steps // every, ...]}.
       validate: check the arguments first (``validate_spec``, which traces the loss on the
         data); a caller that already checked them may skip it, as with ``fit``.
-      The rest as in ``fit``.
     Returns:
       SweepResult; arrays shaped [n_lr, *(len(v) for v in hparams), n_seed, ...].
     """
