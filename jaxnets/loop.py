@@ -205,19 +205,13 @@ def _run(state, chunk, num_chunks, store, meta, every, steps_per_chunk, desc, pr
 
 def _compiling(bar: tqdm) -> Callable[[], None]:
     """Show "compiling..." after ``bar``'s counts until the returned function is called (once the
-    first chunk, which compiles for seconds, is done). On a terminal the bar is drawn when its
-    delay has passed, even while that chunk still compiles; elsewhere tqdm draws as usual."""
+    first chunk, which compiles for seconds, is done). On a terminal the bar is drawn at once,
+    not after tqdm's delay; elsewhere tqdm draws as usual."""
     bar.set_postfix_str("compiling...", refresh=False)
-    on_terminal = not bar.disable and getattr(bar.fp, "isatty", lambda: False)()
-    timer = threading.Timer(bar.delay if on_terminal else 0, bar.update, (0,))  # draws the bar
-    timer.daemon = True
-    if on_terminal:
-        timer.start()
+    if not bar.disable and getattr(bar.fp, "isatty", lambda: False)():
+        bar.refresh()
 
     def done() -> None:
-        timer.cancel()
-        if timer.is_alive():  # drawing now: let it finish before the loop draws
-            timer.join()
         bar.set_postfix_str("", refresh=False)
 
     return done

@@ -373,7 +373,7 @@ class Conv2dTest(chex.TestCase):
             chex.assert_trees_all_close(tuple(conv2d_backward(dO, x, F, **cfg)), pullback(dO),
                                         atol=1e-12)
 
-    def test_seed_004_q6_chain(self):
+    def test_problem_set_004_q6_chain(self):
         """Problem set 004 Q6: conv -> 2x2 max pool (stride 1) -> MSE against the identity; the
         chain of hand-derived backward passes equals jax.grad of the loss w.r.t. F."""
         with jax.enable_x64(True):

@@ -71,7 +71,7 @@ def test_full_convolution_matches_definition(x64):
         np.testing.assert_allclose(correlate1d(x, w, "full"), ref_c, rtol=1e-13)
 
 
-def test_seed_002_q6_worked_answers():
+def test_problem_set_002_q6_worked_answers():
     """[1, 2, 3, 4] * [1, 0, 2]: the problem set's answers, recomputed by numpy, then conv1d."""
     x, w = [1, 2, 3, 4], [1, 0, 2]
     seed = {"full": [1, 2, 5, 8, 6, 8], "valid": [5, 8], "same": [2, 5, 8, 6]}

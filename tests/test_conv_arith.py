@@ -300,7 +300,7 @@ def test_impossible_configurations_raise_naming_the_numbers(call, match):
 # ---------------------------------------------------------------- seeds
 
 
-def test_seed_000_q3():
+def test_problem_set_000_q3():
     """128x128x3 -> conv 64 8x8/2 p4 -> max pool 2x2 (non-overlapping) -> conv 128 4x4/2 p2."""
     layers = [Conv(64, 8, 2, 4), Pool(2, 2), Conv(128, 4, 2, 2, bias=False)]
     rows = ca.summarize((128, 128, 3), layers)
@@ -310,7 +310,7 @@ def test_seed_000_q3():
     assert rows[-1]["params"] == _flax_params(4, 64, 128, bias=False) == 128 * 4 * 4 * 64
 
 
-def test_seed_001_q3_ab():
+def test_problem_set_001_q3_ab():
     """32x32x1 -> conv 6 5x5 -> avg pool 2x2 (non-overlapping) -> conv 16 5x5 (no worked answer)."""
     layers = [Conv(6, 5), Pool(2, 2), Conv(16, 5, bias=False)]
     rows = ca.summarize((32, 32, 1), layers)
@@ -321,7 +321,7 @@ def test_seed_001_q3_ab():
 
 
 @pytest.mark.parametrize("fixed", [dict(p=0, d=1), dict(p=1, d=2)], ids=["c_p0_d1", "d_p1_d2"])
-def test_seed_001_q3_cd_configurations_for_64_to_6(fixed):
+def test_problem_set_001_q3_cd_configurations_for_64_to_6(fixed):
     """64x64x3 -> (64, 6, 6) with p = 0, d = 1 (c) or d = 2, p = 1 (d): every answer the solver
     lists gives that shape in lax (by shape rule; the first and last also run for real)."""
     sols = [c for c in ca.solve(64, 6, k_max=64, s_max=64, p_max=fixed["p"], d_max=fixed["d"])
@@ -333,7 +333,7 @@ def test_seed_001_q3_cd_configurations_for_64_to_6(fixed):
         assert _lax_shapes((64, 64, 3), [conv], abstract=not real) == [(6, 6, 64)]
 
 
-def test_seed_002_q6_full_valid_same_sizes():
+def test_problem_set_002_q6_full_valid_same_sizes():
     """[1, 2, 3, 4] * [1, 0, 2] (flipped kernel): full p = k - 1, valid p = 0, same p = (k-1)/2."""
     x, f = jnp.array([1.0, 2, 3, 4]), jnp.array([1.0, 0, 2])
     seed = {2: [1, 2, 5, 8, 6, 8], 0: [5, 8], 1: [2, 5, 8, 6]}  # p -> the set's answers (right)
@@ -343,7 +343,7 @@ def test_seed_002_q6_full_valid_same_sizes():
         np.testing.assert_array_equal(y, want)
 
 
-def test_seed_002_q7():
+def test_problem_set_002_q7():
     """256x256x3 -> conv 64 8x8/2 -> max pool 5x5 non-overlapping -> conv 128 4x4/1 p1."""
     layers = [Conv(64, 8, 2), Pool(5, 5), Conv(128, 4, 1, 1, bias=False)]
     rows = ca.summarize((256, 256, 3), layers)
@@ -357,7 +357,7 @@ def test_seed_002_q7():
     assert ca.output_size(125, 5, 5) == _lax_size_1d(125, 5, 5, pool=True) == 25
 
 
-def test_seed_002_q8():
+def test_problem_set_002_q8():
     """3x64x64 -> (64, 32, 32) -> (64, 8, 8) -> (128, 4, 4): the problem set's answers are right."""
     def sols(i, o, **kw):
         return ca.solve(i, o, k_max=16, s_max=8, p_max=4, d_max=8, **kw)
@@ -375,7 +375,7 @@ def test_seed_002_q8():
         assert all(_lax_size_1d(i, *c) == o for c in sols(i, o))
 
 
-def test_seed_003_q1_output_formula():
+def test_problem_set_003_q1_output_formula():
     """H_out = floor((H + 2P - (k-1) - 1)/s + 1) is right; the W_out line drops the "- 1"."""
     for i, k, s, p in [(16, 3, 1, 0), (16, 5, 1, 0), (9, 4, 2, 1), (7, 2, 3, 2)]:
         h_out = math.floor((i + 2 * p - (k - 1) - 1) / s + 1)
@@ -391,7 +391,7 @@ def test_seed_003_q1_output_formula():
         assert math.floor(w / s + 1) == math.ceil(w / s) + 1
 
 
-def test_seed_004_q6_shapes_and_values():
+def test_problem_set_004_q6_shapes_and_values():
     """6x6 input, 3x3 filter -> O 4x4 -> 2x2/1 max pool -> M 3x3 (the set's O and M are right)."""
     x = jnp.array([[1, 7, -1, -7, 10, 11], [2, 8, 0, 0, 12, 13], [3, 9, 0, 0, 0, 0],
                    [4, 10, -4, -10, 0, 0], [5, 11, -5, -11, 16, 17], [6, 12, -6, -12, 14, 15]],
@@ -409,7 +409,7 @@ def test_seed_004_q6_shapes_and_values():
     assert ca.output_size(6, 4) == 3 and ca.output_size(4, 3, p=2) == 6
 
 
-def test_seed_004_q7_conv_as_a_sparse_dense_layer():
+def test_problem_set_004_q7_conv_as_a_sparse_dense_layer():
     """The conv as a matrix A with A x_flat = o_flat: [o_h o_w c_out, h w c_in], one nonzero per
     multiplication (p = 0), while the conv itself has only k_h k_w c_in c_out weights."""
     h, w, c_in, c_out, k, s = 7, 6, 2, 3, 3, 2
@@ -422,7 +422,7 @@ def test_seed_004_q7_conv_as_a_sparse_dense_layer():
     assert a.size > ca.conv_params(k, c_in, c_out, bias=False)
 
 
-def test_seed_004_q9():
+def test_problem_set_004_q9():
     """205x205x10 -> 66x66x96, stride 3, p = 0: K = 10 (the seed), but also K = 8 and 9."""
     sols = [c for c in ca.solve(205, 66, k_max=205, s_max=3) if c.s == 3]
     assert [c.k for c in sols] == [8, 9, 10]

@@ -34,7 +34,7 @@ def test_autodiff_at_zero_equals_the_closed_form(x64, f, df):
     assert float(jax.grad(f)(0.0)) == float(df(0.0))
 
 
-def test_seed_identities_hold(x64):
+def test_problem_set_identities_hold(x64):
     x = jnp.linspace(-30, 30, 1001)
     np.testing.assert_allclose(F.sigmoid(x), (jnp.tanh(x / 2) + 1) / 2, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(jnp.log(F.sigmoid(x)), -F.softplus(-x), rtol=1e-12, atol=1e-15)

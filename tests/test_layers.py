@@ -48,7 +48,7 @@ def test_forward_normalises_each_feature(x64):
     np.testing.assert_allclose(jnp.std(y, 0), jnp.abs(gamma), rtol=1e-12)
 
 
-def test_seed_003_boxed_dgamma_is_wrong(x64):
+def test_problem_set_003_boxed_dgamma_is_wrong(x64):
     """The seed boxes dl/dgamma = sum_i dl/dy_i * gamma; autodiff gives sum_i dl/dy_i x^_i."""
     x, gamma, beta, dy = _bn_case(np.random.default_rng(1), (9, 3))
     _, dgamma, _ = _autodiff(x, gamma, beta, dy, 1e-5)

@@ -50,3 +50,15 @@ def test_a_long_first_chunk_shows_compiling_on_a_terminal_only(monkeypatch, file
     loop.run_chunks(0, chunk, 2)
     assert ("compiling..." in file.getvalue()) is drawn
     assert "2/2" in file.getvalue()  # the bar drawn after the run, as tqdm does anyway
+
+
+def test_on_a_terminal_compiling_is_drawn_before_the_first_chunk_returns(monkeypatch):
+    file, seen = Terminal(), []
+    _bars(monkeypatch, file)  # tqdm's own delay (3 s) left as run_chunks sets it
+
+    def chunk(state):
+        seen.append("compiling..." in file.getvalue())
+        return state + 1, state
+
+    loop.run_chunks(0, chunk, 2)
+    assert seen[0] is True

@@ -46,7 +46,7 @@ def _layer(params, k):
 
 # ---- shapes ---------------------------------------------------------------------------------
 
-def test_seed_q4a_64x64_case_shapes_at_every_stage():
+def test_problem_set_q4a_64x64_case_shapes_at_every_stage():
     """64 x 64 input, Mixer output table 16 x 128: S = 16, C = 128, so P = sqrt(HW/S) = 16."""
     cfg = mixer.CONFIGS["problem-set-000"]
     assert cfg.image_size == (64, 64) and cfg.hidden == 128 and cfg.num_patches == 16
@@ -187,7 +187,7 @@ def _perm_matrix(pi):
     return np.eye(len(pi))[list(pi)]
 
 
-def test_seed_q4c_all_row_permutations_keeping_the_patches():
+def test_problem_set_q4c_all_row_permutations_keeping_the_patches():
     """9 x 9 image, 3 x 3 patches: exactly the 3! = 6 block orders (identity included) keep the
     set of patches, checked over all 9! row permutations of a generic image with patchify."""
     A = np.arange(81, dtype=np.float64).reshape(9, 9)  # distinct pixels: a generic image
@@ -204,7 +204,7 @@ def test_seed_q4c_all_row_permutations_keeping_the_patches():
     assert sorted(keeps) == sorted(blocks) and len(keeps) == 6  # the seed lists 5
 
 
-def test_seed_q4cd_channel_mixing_output_and_p_reverse():
+def test_problem_set_q4cd_channel_mixing_output_and_p_reverse():
     """U_modified = Q U for the 6 block orders, P_reverse = Q^T; P_reverse = P_1 (seed's (d))
     only because that swap is an involution; a row swap inside a block changes the patches."""
     params = _tiny(jnp.float32, 7, image_size=(9, 9), in_channels=1, patch=3, hidden=6,

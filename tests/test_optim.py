@@ -107,7 +107,7 @@ def test_optimizer_follows_the_seed_rule_step_by_step(x64, name, alpha, seed_rul
 
 
 @pytest.mark.parametrize("beta", [0.5, 0.8, 0.95])
-def test_seed_momentum_is_optax_sgd_with_learning_rate_times_one_minus_beta(x64, beta):
+def test_problem_set_momentum_is_optax_sgd_with_learning_rate_times_one_minus_beta(x64, beta):
     """v <- beta v + (1 - beta) g, theta <- theta - alpha v is optax.sgd(alpha (1 - beta), beta)."""
     alpha = 0.05
     got = _optax_run(optax.sgd(alpha * (1 - beta), momentum=beta))
@@ -128,7 +128,7 @@ def test_nesterov_holds_the_seeds_look_ahead_point(x64, alpha, beta):
         np.testing.assert_allclose(optim.nesterov_theta(params, state, alpha), theta, **TIGHT)
 
 
-def test_seed_nesterov_at_beta_one_half_is_gradient_descent_on_the_look_ahead_point(x64):
+def test_problem_set_nesterov_at_beta_one_half_is_gradient_descent_on_the_look_ahead_point(x64):
     """beta = 1/2: 2 v_{t+1} - v_t = g_t, so phi <- phi - alpha grad f(phi)."""
     got = _optax_run(optim.nesterov(0.05, beta=0.5))
     want = _numpy_run(partial(_seed_sgd, alpha=0.05), None)

@@ -419,7 +419,7 @@ def test_default_impl_is_fused_and_xla_keeps_x(window, strides):
             assert len(interior) == pads
 
 
-def test_seed_002_pool_output_sizes():
+def test_problem_set_002_pool_output_sizes():
     """Q7.1: 5x5 non-overlapping (stride 5) pool of 125x125 -> 25x25; at stride 1 it is 121.
 
     Q8.2: on 32x32, k = s = 4 gives 8x8; k = 8, s = 4 gives 7x7.

@@ -658,7 +658,7 @@ def test_lstm_jacobian_equals_autodiff_of_the_full_state(x64):
         np.testing.assert_allclose(J.dc_dc, rnn.lstm_cell_path(p, (h, c), x), rtol=1e-14)
 
 
-def test_seed_q13_gap_the_cell_gradient_also_flows_through_h(x64):
+def test_problem_set_q13_gap_the_cell_gradient_also_flows_through_h(x64):
     """Problem set 004 Q13: "f, i, c~ do not depend on c(t-1), so dc_t/dc_{t-1} = diag(f_t)". That
     is the partial with h_{t-1} held fixed. But h_{t-1} = o_{t-1} tanh(c_{t-1}) and the gates read
     h_{t-1}: the dc_dh block is not zero, and along a sequence dc_t/dc_{t-1} != diag(f_t)."""
@@ -691,7 +691,7 @@ def test_seed_q13_gap_the_cell_gradient_also_flows_through_h(x64):
 # ---------------------------------------------------------------------------------------------
 # 7. Problem set 004 Q14.1: eigenvalues of each J_t below 1 do not make the product stable
 
-def test_seed_q14_1_each_factor_has_spectral_radius_below_one_but_the_product_grows(x64):
+def test_problem_set_q14_1_each_factor_has_spectral_radius_below_one_but_the_product_grows(x64):
     """W_h = [[0, a], [b, 0]] and phi' alternating diag(1, delta), diag(delta, 1):
     J = diag(phi') W_h has eigenvalues +-sqrt(delta a b) (0.2 here), while a pair
     J_2 J_1 = diag(delta^2 a b, a b) has spectral radius a b = 4, so k pairs grow as (a b)^k.

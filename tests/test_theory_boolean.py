@@ -72,7 +72,7 @@ def test_truth_table_of_predicates():
     np.testing.assert_array_equal(t, [[0, 0], [1, 0], [1, 0], [0, 1]])
 
 
-def test_seed_functions():
+def test_problem_set_functions():
     for d in itertools.product((0, 1), repeat=4):
         d1, d2, d3, d4 = d
         assert bo.hamming_parity(*d) == ((d1 + d2 + d4) % 2 == 1, (d1 + d3 + d4) % 2 == 1,
@@ -156,7 +156,7 @@ def test_k_star_closed_form_and_too_flat_sigmoid_fails(x64):
 
 @pytest.mark.parametrize("make", [bo.seed_hamming_net, bo.seed_xor_net,
                                   bo.seed_xor_two_layer_net])
-def test_seed_networks_against_numpy(make):
+def test_problem_set_networks_against_numpy(make):
     f = bo.hamming_parity if make is bo.seed_hamming_net else bo.xor_of_ors
     table = bo.truth_table(f, 4)
     for corrected in (False, True):
@@ -166,7 +166,7 @@ def test_seed_networks_against_numpy(make):
     assert _np_wrong(make(True), table) == []
 
 
-def test_seed_errors_explained():
+def test_problem_set_errors_explained():
     x = bo.inputs(4).astype(float)
     # Q2: NOT A AND B AND NOT C with bias -1.5 peaks at 1 - 1.5 = -0.5: never fires
     z = x @ np.asarray(bo.seed_xor_net()[0]["W"]) + np.asarray(bo.seed_xor_net()[0]["b"])
@@ -180,7 +180,7 @@ def test_seed_errors_explained():
     np.testing.assert_array_equal(h.max(1) > 0, (x[:, 0] + x[:, 1] + x[:, 2] > 0))
 
 
-def test_seed_sops():
+def test_problem_set_sops():
     for cubes, column in zip(bo.SEED_Q1_SOP, bo.truth_table(bo.hamming_parity, 4).T,
                              strict=True):
         assert [any(_covers(c, x) for c in cubes) for x in bo.inputs(4)] == column.tolist()
@@ -222,4 +222,4 @@ def test_bad_input_raises():
 def test_claim(claim):
     out = claim.check()
     assert out.passed, out.measured
-    assert out.differs == ("seed's" in claim.statement)  # only the problem set's networks err
+    assert out.differs == ("problem set's" in claim.statement)  # only its networks err

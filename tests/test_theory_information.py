@@ -24,7 +24,7 @@ def test_claim_names_are_unique():
     assert len({c.name for c in CLAIMS}) == len(CLAIMS)
 
 
-def test_seed_statements_flagged_only_where_wrong():
+def test_problem_set_statements_flagged_only_where_wrong():
     differs = sorted(c.question for c in CLAIMS if c.check().differs)
     assert differs == ["Q2(c)", "Q2(d)"]  # entropy "convex"; the Lagrangian's derivative sign
 

@@ -46,7 +46,7 @@ def test_points_with_moments_reproduce_them(x64, rank):
     np.testing.assert_allclose(S, Sigma, rtol=0, atol=1e-14)
 
 
-def test_seed_points_have_covariance_about_mu_but_not_mean_mu(x64):
+def test_problem_set_points_have_covariance_about_mu_but_not_mean_mu(x64):
     rng = np.random.default_rng(3)
     Sigma, mu = _spd(rng, 4), rng.standard_normal(4)
     X = np.asarray(la.seed_points(mu, Sigma))

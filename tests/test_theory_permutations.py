@@ -50,7 +50,7 @@ def test_claim_passes(claim):
     assert (outcome.stated_value is None) == (outcome.computed is None)
 
 
-def test_seed_count_flagged():
+def test_problem_set_count_flagged():
     c, d = (claim.check() for claim in pm.CLAIMS)
     assert c.differs and c.stated_value == "5" and c.computed.startswith("6")
     assert not d.differs

@@ -52,7 +52,7 @@ def _random_net(key, d, hidden, m):
             {"W": n(k3, (hidden, m)), "b": n(k4, (m,))}]
 
 
-def test_seed_network_forward_by_scalars(x64):
+def test_problem_set_network_forward_by_scalars(x64):
     s = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
     fw = wk.forward(wk.seed_network(), jnp.array([0.0, 1.0]))
     h1, h2 = s(2.5), s(1.7)  # the problem set's pre-activations 1 + 1.5 and -0.3 + 2 are right
