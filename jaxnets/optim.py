@@ -8,13 +8,14 @@ Relation to optax's own momentum (problem set 004 11.1 uses the EMA form, alpha 
 
 * Momentum. v <- beta v + (1 - beta) g, theta <- theta - alpha v is exactly
   ``optax.sgd(alpha * (1 - beta), momentum=beta)``; its trace m <- beta m + g is v / (1 - beta).
-* Nesterov. The seed (11.1.1) takes the gradient at theta_t - alpha v_t, a look-ahead by the whole
+* Nesterov. The problem set (004 11.1.1) takes the gradient at theta_t - alpha v_t, a look-ahead by
+the whole
   last step. ``optax.sgd(alpha * (1 - beta), momentum=beta, nesterov=True)`` (Sutskever et al.
   2013) is, in the same units, v_{t+1} = beta v_t + (1 - beta) grad f(theta_t - alpha beta v_t),
   theta_{t+1} = theta_t - alpha v_{t+1}, its params being phi = theta - alpha beta v: it looks
   ahead only by the momentum part alpha beta v_t of the next step. In look-ahead coordinates both
   are phi <- phi - alpha ((1 - nu) g + nu v_{t+1}) (quasi-hyperbolic momentum), with nu = beta
-  for optax and nu = 2 - 1/beta for the seed. So they differ for 0 < beta < 1 (from the first
+  for optax and nu = 2 - 1/beta for the problem set. So they differ for 0 < beta < 1 (from the first
   step) and no learning rate and momentum of optax give the problem set's rule, except at beta = 1/2
   where it is plain gradient descent on phi, ``optax.sgd(alpha)``. Hence ``nesterov`` below.
 """
@@ -45,7 +46,7 @@ class NesterovState(NamedTuple):
     v: optax.Params
 
 
-def scale_by_seed_nesterov(beta) -> optax.GradientTransformation:
+def scale_by_problem_set_nesterov(beta) -> optax.GradientTransformation:
     """The problem set's Nesterov step before the learning rate, in look-ahead coordinates.
 
     Given g_t = grad f(phi_t) at the look-ahead point phi_t = theta_t - alpha v_t:
@@ -90,12 +91,13 @@ def nesterov(learning_rate, beta=0.9) -> optax.GradientTransformation:
       beta: momentum parameter (a float or a traced scalar).
 
     Returns:
-      ``chain(scale_by_seed_nesterov(beta), scale_by_learning_rate(alpha))``; its state's first
-      element is ``NesterovState(v)``.
+      ``chain(scale_by_problem_set_nesterov(beta), scale_by_learning_rate(alpha))``; its state's
+      first element is ``NesterovState(v)``.
     """
     if callable(learning_rate):
         raise TypeError("nesterov needs a constant learning rate, not a schedule")
-    return optax.chain(scale_by_seed_nesterov(beta), optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(scale_by_problem_set_nesterov(beta),
+                       optax.scale_by_learning_rate(learning_rate))
 
 
 def nesterov_theta(params, opt_state, learning_rate):
@@ -115,7 +117,7 @@ def nesterov_theta(params, opt_state, learning_rate):
 def adagrad(learning_rate, eps: float = 1e-7) -> optax.GradientTransformation:
     """Adagrad as in problem set 004 11.1.2: G <- G + g^2, theta <- theta - alpha g / sqrt(G + eps).
 
-    optax.adagrad starts its accumulator at 0.1 by default; the seed starts it at 0.
+    optax.adagrad starts its accumulator at 0.1 by default; the problem set starts it at 0.
     """
     return optax.adagrad(learning_rate, initial_accumulator_value=0.0, eps=eps)
 

@@ -76,7 +76,7 @@ def test_problem_set_002_q6_worked_answers():
     x, w = [1, 2, 3, 4], [1, 0, 2]
     seed = {"full": [1, 2, 5, 8, 6, 8], "valid": [5, 8], "same": [2, 5, 8, 6]}
     for mode, answer in seed.items():
-        np.testing.assert_array_equal(np.convolve(x, w, mode), answer)  # the seed is right
+        np.testing.assert_array_equal(np.convolve(x, w, mode), answer)  # the problem set is right
         np.testing.assert_array_equal(conv1d(jnp.array(x), jnp.array(w), mode), answer)
         np.testing.assert_array_equal(conv1d(jnp.array(x, jnp.float32), jnp.array(w), mode),
                                       answer)

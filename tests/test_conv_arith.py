@@ -423,7 +423,7 @@ def test_problem_set_004_q7_conv_as_a_sparse_dense_layer():
 
 
 def test_problem_set_004_q9():
-    """205x205x10 -> 66x66x96, stride 3, p = 0: K = 10 (the seed), but also K = 8 and 9."""
+    """205x205x10 -> 66x66x96, stride 3, p = 0: K = 10 (the problem set), but also K = 8 and 9."""
     sols = [c for c in ca.solve(205, 66, k_max=205, s_max=3) if c.s == 3]
     assert [c.k for c in sols] == [8, 9, 10]
     for c in sols:

@@ -49,7 +49,7 @@ def test_forward_normalises_each_feature(x64):
 
 
 def test_problem_set_003_boxed_dgamma_is_wrong(x64):
-    """The seed boxes dl/dgamma = sum_i dl/dy_i * gamma; autodiff gives sum_i dl/dy_i x^_i."""
+    """The problem set boxes dl/dgamma = sum_i dl/dy_i gamma; autodiff gives sum_i dl/dy_i x^_i."""
     x, gamma, beta, dy = _bn_case(np.random.default_rng(1), (9, 3))
     _, dgamma, _ = _autodiff(x, gamma, beta, dy, 1e-5)
     seed_answer = jnp.sum(dy, 0) * gamma

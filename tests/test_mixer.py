@@ -201,12 +201,12 @@ def test_problem_set_q4c_all_row_permutations_keeping_the_patches():
         keeps.extend(map(tuple, chunk[ok]))
     blocks = [tuple(r for b in order for r in range(3 * b, 3 * b + 3))
               for order in itertools.permutations(range(3))]
-    assert sorted(keeps) == sorted(blocks) and len(keeps) == 6  # the seed lists 5
+    assert sorted(keeps) == sorted(blocks) and len(keeps) == 6  # the problem set lists 5
 
 
 def test_problem_set_q4cd_channel_mixing_output_and_p_reverse():
-    """U_modified = Q U for the 6 block orders, P_reverse = Q^T; P_reverse = P_1 (seed's (d))
-    only because that swap is an involution; a row swap inside a block changes the patches."""
+    """U_modified = Q U for the 6 block orders, P_reverse = Q^T; P_reverse = P_1 (the problem set's
+    (d)) only because that swap is an involution; a row swap inside a block changes the patches."""
     params = _tiny(jnp.float32, 7, image_size=(9, 9), in_channels=1, patch=3, hidden=6,
                    tokens_mlp_dim=4, channels_mlp_dim=12, depth=1)
     lp = _layer(params, 0)

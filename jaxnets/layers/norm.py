@@ -43,7 +43,7 @@ def _normalise(x: Array, eps: float) -> tuple[Array, Array]:
     """x^ = (x - mu_B) / sqrt(var_B + eps) over all axes but the last; returns (x^, 1/sqrt(..))."""
     axes = tuple(range(x.ndim - 1))
     mu = jnp.mean(x, axis=axes)  # [C]
-    var = jnp.mean((x - mu) ** 2, axis=axes)  # [C], biased (1/m), as in the seed
+    var = jnp.mean((x - mu) ** 2, axis=axes)  # [C], biased (1/m), as in the problem set
     inv_std = jax.lax.rsqrt(var + eps)
     return (x - mu) * inv_std, inv_std
 

@@ -7,7 +7,7 @@ G(z), z ~ N(0, I):
     discriminator (BCE):     L_D = -V = E_x softplus(-l(x)) + E_z softplus(l(G(z)))
     generator, "minimax":    L_G = E_z log(1 - D(G(z))) = -E_z softplus(l(G(z)))     (saturating)
     generator, "nonsaturating": L_G = -E_z log D(G(z)) = E_z softplus(-l(G(z)))
-    "wgan-gp" (Gulrajani et al. 2017; seed 15.2.3), l is a critic f:
+    "wgan-gp" (Gulrajani et al. 2017; problem set 004 15.2.3), l is a critic f:
         L_D = E_z f(G(z)) - E_x f(x) + lambda E_xh (||grad_x f(xh)||_2 - 1)^2,
               xh = eps x + (1 - eps) G(z), eps ~ U[0, 1] per pair;     L_G = -E_z f(G(z))
 

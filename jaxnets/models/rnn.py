@@ -6,7 +6,7 @@
            sigma(z_o) c_t = f_t * c_{t-1} + i_t * g_t,   h_t = o_t * tanh(c_t)
     both:  o_t = W_y h_t + c  (the output's pre-activation; psi is in the loss)
 
-Params, the same names for both cells (column-vector maths as in the seed, rows below are
+Params, the same names for both cells (column-vector maths as in the problem set; rows below are
 examples): ``{"W_h": [G, d_h], "W_x": [G, d_x], "b": [G], "W_y": [d_y, d_h], "c": [d_y]}``,
 G = d_h for the RNN and 4 d_h for the LSTM (gates stacked in the order i, f, g, o and split).
 
@@ -273,10 +273,10 @@ def apply_last(params: Params, xs: Array, lengths: Array | None = None, *, phi: 
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses: L = (1/B) sum_n sum_{t < T_n} l(o_{n,t}, y_{n,t}) (target "sequence", seed 14.2's
-# L = sum_t L_t per sequence, averaged over the batch) or (1/B) sum_n l(o_{n,T_n}, y_n) ("last").
-# l is "mse": mean_k (o_k - y_k)^2 (psi = identity), or "xent": softmax cross-entropy with an
-# integer label (psi = softmax).
+# Losses: L = (1/B) sum_n sum_{t < T_n} l(o_{n,t}, y_{n,t}) (target "sequence", problem set 004
+# 14.2's L = sum_t L_t per sequence, averaged over the batch) or (1/B) sum_n l(o_{n,T_n}, y_n)
+# ("last"). l is "mse": mean_k (o_k - y_k)^2 (psi = identity), or "xent": softmax cross-entropy
+# with an integer label (psi = softmax).
 
 LOSSES = ("mse", "xent")
 TARGETS = ("sequence", "last")
@@ -413,7 +413,7 @@ def rnn_value_and_bptt(params: Params, batch: Batch, lengths: Array | None = Non
     summed over the batch too; each sum over t is one matmul after the reverse scan. Padded steps
     get no loss and pass delta through unchanged. Note the order of the problem set's product:
     dh_k/dh_t = J_k J_{k-1} ... J_{t+1} (latest on the left), so delta_t needs J_{t+1}^T ... J_k^T;
-    the seed's prod_{j=t+1}^k J_j read left to right is the reverse.
+    the problem set's prod_{j=t+1}^k J_j read left to right is the reverse.
     Returns what ``jax.value_and_grad(loss)`` returns.
     """
     xs, y = batch
@@ -609,8 +609,8 @@ def lstm_bptt(params: Params, batch: Batch, lengths: Array | None = None, *,
 def rnn_jacobian(params: Params, h: Array, x_t: Array, *, phi: str = "tanh") -> Array:
     """J_t = dh_t/dh_{t-1} = diag(phi'(a_t)) W_h (problem set 004 Q14.1). Returns [d_h, d_h].
 
-    The seed reads stability off the eigenvalues of one J_t ("all below 1 in magnitude: stable").
-    What decides it is the product J_T ... J_1 of different matrices: each factor can have
+    The problem set reads stability off the eigenvalues of one J_t ("all below 1 in magnitude:
+    stable"). What decides it is the product J_T ... J_1 of different matrices: each factor can have
     spectral radius < 1 while the product grows (tests/test_rnn.py builds such a pair), and a
     non-normal J with eigenvalues < 1 still amplifies for a while. The experiment
     ``experiments.gradient_flow`` prints the product's spectral radius.
