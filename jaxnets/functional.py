@@ -179,7 +179,7 @@ def sigmoid_vjp(x: Array, g: Array) -> Array:
 
 
 def softmax_vjp(x: Array, g: Array) -> Array:
-    """(dS/dx)^T g = S * (g - <S, g>) in O(n)  (problem set 001 Q1(m), problem set 002 Q2.4).
+    """(dS/dx)^T g = S * (g - S . g) in O(n)  (problem set 001 Q1(m), problem set 002 Q2.4).
 
     From (diag(S) - S S^T)^T g = S * g - S (S^T g): one elementwise product and one dot product,
     never an n x n matrix. Args: x, g: [..., n]. Returns [..., n].

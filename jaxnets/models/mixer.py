@@ -307,8 +307,8 @@ def embed(params: Params, x: Array) -> Array:
 def token_mixing(params: Params, X: Array) -> Array:
     """U = X + W2 GELU(W1 LN(X) + b1) + b2: an MLP across patches, one per channel (column).
 
-    U_{*,i} = X_{*,i} + W2 GELU(W1 LN(X)_{*,i} + b1) + b2 for i = 1..C (paper eq. 1, seed
-    000 Q4(b)); LN normalises rows (each patch over its C channels).
+    U_{*,i} = X_{*,i} + W2 GELU(W1 LN(X)_{*,i} + b1) + b2 for i = 1..C (paper eq. 1, problem
+    set 000 Q4(b)); LN normalises rows (each patch over its C channels).
     Args:
       params: one layer's params with "LN1", "W1" [D_S, S], "b1" [D_S], "W2" [S, D_S], "b2" [S].
       X: [..., S, C].
