@@ -1,5 +1,5 @@
 """Opt-in persistent XLA compilation cache: a second run of the same program loads its compiled
-executables from disk instead of compiling them again (10-20 s for a small experiment).
+executables from disk instead of compiling them again (seconds for each experiment).
 
     from jaxnets import compile_cache
     compile_cache.enable("~/.cache/jaxnets-xla")  # or JAXNETS_CACHE_DIR=... and from_env()
