@@ -425,16 +425,21 @@ def _bptt_case(B, T, d_x, d_h, d_y, seed, kind, target, padded, cell="rnn"):
     return p, (xs, y), (_lengths(rng, B, T) if padded else None)
 
 
+def _check_value_and_bptt(variant, value_and_bptt, case, **kw):
+    """A hand value_and_grad (under chex's ``variant``) against rnn.loss and jax.grad in float64."""
+    p, batch, lengths = case
+    value, manual = variant(partial(value_and_bptt, **kw))(p, batch, lengths)
+    auto = grad_loss(p, batch, lengths, **kw)
+    np.testing.assert_allclose(value, rnn.loss(p, batch, lengths, **kw), rtol=1e-12)
+    chex.assert_trees_all_equal_structs(manual, auto)
+    assert rel_err(manual, auto) <= 1e-10, (kw, lengths, rel_err(manual, auto))
+    chex.assert_trees_all_close(manual, auto, rtol=1e-10, atol=1e-14)
+
+
 class BpttTest(chex.TestCase):
     def _check(self, case, kind, target, phi):
-        p, batch, lengths = case
-        kw = dict(kind=kind, target=target, phi=phi)
-        value, manual = self.variant(partial(rnn.rnn_value_and_bptt, **kw))(p, batch, lengths)
-        auto = grad_loss(p, batch, lengths, **kw)
-        np.testing.assert_allclose(value, rnn.loss(p, batch, lengths, **kw), rtol=1e-12)
-        chex.assert_trees_all_equal_structs(manual, auto)
-        assert rel_err(manual, auto) <= 1e-10, (kw, lengths, rel_err(manual, auto))
-        chex.assert_trees_all_close(manual, auto, rtol=1e-10, atol=1e-14)
+        _check_value_and_bptt(self.variant, rnn.rnn_value_and_bptt, case, kind=kind,
+                              target=target, phi=phi)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_bptt_equals_jax_grad_for_every_loss_target_padding_and_activation(self):
@@ -470,14 +475,8 @@ class LstmBpttTest(chex.TestCase):
     """The whole LSTM backward by hand (``lstm_value_and_bptt``) against jax.value_and_grad."""
 
     def _check(self, case, kind, target):
-        p, batch, lengths = case
-        kw = dict(kind=kind, target=target)
-        value, manual = self.variant(partial(rnn.lstm_value_and_bptt, **kw))(p, batch, lengths)
-        auto = grad_loss(p, batch, lengths, **kw)
-        np.testing.assert_allclose(value, rnn.loss(p, batch, lengths, **kw), rtol=1e-12)
-        chex.assert_trees_all_equal_structs(manual, auto)
-        assert rel_err(manual, auto) <= 1e-10, (kw, lengths, rel_err(manual, auto))
-        chex.assert_trees_all_close(manual, auto, rtol=1e-10, atol=1e-14)
+        _check_value_and_bptt(self.variant, rnn.lstm_value_and_bptt, case, kind=kind,
+                              target=target)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_lstm_bptt_equals_jax_grad_for_every_loss_target_and_padding(self):
