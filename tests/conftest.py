@@ -56,6 +56,28 @@ def run_experiment(module: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, env=subprocess_env(), timeout=300)
 
 
+def memory_maps() -> tuple[int, int] | None:
+    """How many memory mappings this process holds (Linux), and the kernel's limit on them."""
+    try:
+        with open("/proc/self/maps") as f, open("/proc/sys/vm/max_map_count") as g:
+            return sum(1 for _ in f), int(g.read())
+    except OSError:
+        return None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After a test module, free every compiled program (``jax.clear_caches``) once this process
+    holds half the kernel's limit on memory mappings. XLA:CPU maps about six regions for each
+    executable and keeps them while its jit cache does: an xdist worker running half the suite
+    reached 64,189 of the 65,530 allowed, and past the limit XLA's compiler segfaults
+    (SIGSEGV in backend_compile_and_load, in whichever test compiles next)."""
+    yield
+    maps = memory_maps()
+    if maps is not None and maps[0] > maps[1] // 2:
+        jax.clear_caches()
+
+
 @pytest.fixture
 def x64():
     """Enable float64 for the duration of one test."""
@@ -126,3 +148,4 @@ def pytest_sessionfinish(session):
     """The session's compilation cache goes when the session ends (in the controller)."""
     if not hasattr(session.config, "workerinput") and os.environ.get("JAXNETS_TESTS_OWN_CACHE"):
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
