@@ -70,8 +70,9 @@ def _release_compiled_programs():
     """After a test module, free every compiled program (``jax.clear_caches``) once this process
     holds half the kernel's limit on memory mappings. XLA:CPU maps about six regions for each
     executable and keeps them while its jit cache does: an xdist worker running half the suite
-    reached 64,189 of the 65,530 allowed, and past the limit XLA's compiler segfaults
-    (SIGSEGV in backend_compile_and_load, in whichever test compiles next)."""
+    reached 64,189 of the 65,530 allowed. Past the limit mmap fails, which we take to be why
+    CI's workers died late in the run, each time in another test (SIGSEGV in XLA's
+    backend_compile_and_load)."""
     yield
     maps = memory_maps()
     if maps is not None and maps[0] > maps[1] // 2:
