@@ -13,7 +13,7 @@ the background writer (stack the metrics, serialise, SHA-256, write, fsync, rena
 of the loop's wait per save (hand-over; waiting for the previous save), and the writer's CPU
 time. The save runs beside the next chunk, so what it takes from a run whose chunks keep every
 core busy is its CPU time plus the loop's wait: the share reported, (median save CPU + median
-wait) / (chunks per save x median chunk without checkpoints), is what the issue asks to keep
+wait) / (chunks per save x median chunk without checkpoints), is what jaxnets keeps
 under 5%; chunks per save is the experiment's default --checkpoint-every. Whole runs
 with and without checkpoints are timed too; they are noisy at this scale (a sin_mlp run is half
 a second), and without checkpoints ``lr_sweep`` runs each sweep as one compiled call instead of

@@ -69,7 +69,7 @@ class Config:
     hidden: int = 128
     """d_h, hidden units (the LSTM's gates are 4 d_h wide)."""
     features: int = 32
-    """d_x, input features per step (the issue fixes only B, T and d_h; this default is ours)."""
+    """d_x, input features per step (32 is jaxnets' choice)."""
     outputs: int = 1
     """d_y, outputs of the readout W_y h_T + c."""
     warmup: int = 5
