@@ -31,7 +31,7 @@ BASELINE_MSE = 1 / 6  # Var(U1 + U2) for independent U[0, 1]: what predicting th
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(common.RunFlags):
+class Config(common.SweepFlags):
     """LSTM vs tanh RNN on the adding problem, a learning-rate grid x seeds per cell."""
 
     T: int = 100

@@ -9,7 +9,9 @@ Two cases, K learning rates each, ``--steps`` steps of ``--optimizer``:
 - small: the sin-MLP 64-256-10 at batch 64 on scikit-learn's digits (1,437 training images).
 (a) loop: ``fit(key, lr)`` for each lr, one executable compiled once, arguments checked once;
 (b) sweep: ``sweep(lrs, seeds=[0])``, one executable, arguments checked once (before timing,
-as for the loop). Both use the same model code;
+as for the loop), its members shared out over this machine's CPU split into ``--cpu-devices``
+XLA devices (default one per core, ``train.cpu_devices``); with several devices, also
+``sweep_1dev``, the same sweep on the first device alone. All use the same model code;
 (c) with torch installed (and sgd), the ensembles a PyTorch user would write, on the same
 data order, initial params and steps (``torch_variants``): ``torch_bmm``, stacked weights and
 ``torch.baddbmm``, one autograd backward per step; ``torch_func``, ``torch.func.vmap`` of
@@ -80,6 +82,9 @@ class Config:
     """Also time the PyTorch ensembles (when torch is installed)."""
     threads: int | None = None
     """torch.set_num_threads (default os.cpu_count(), the threads XLA:CPU's pool uses)."""
+    cpu_devices: int = 0
+    """XLA:CPU devices to split the machine into (jaxnets.train.cpu_devices; 0: one per core).
+    The sweep runs on all of them and, when there are several, on the first alone too."""
     json: Path | None = None
     """Also write the figures to this JSON file."""
 
@@ -267,10 +272,10 @@ def bench_case(case: str, k: int, config: Config, train_data, bar) -> dict:
     def loop():
         return [train.fit(key, float(lr), train_data, validate=False, **kw) for lr in lrs]
 
-    def one_sweep():
-        return train.sweep(lrs, train_data, seeds=[0], validate=False, **kw)
-
-    fns = {"loop": loop, "sweep": one_sweep}
+    fns = {"loop": loop, "sweep": partial(train.sweep, lrs, train_data, seeds=[0],
+                                          validate=False, **kw)}
+    if len(jax.devices()) > 1:
+        fns["sweep_1dev"] = partial(fns["sweep"], devices=jax.devices()[:1])
     with_torch = config.torch and config.optimizer == "sgd" and _torch() is not None
     if with_torch:  # jaxnets' own initial params and minibatch order, computed once here
         params0, idx = jaxnets_start(key, kw["init"], kw["optimizer"], config.steps, len(x),
@@ -279,13 +284,15 @@ def bench_case(case: str, k: int, config: Config, train_data, bar) -> dict:
     # the first call of each: JAX's compile events; torch compiles nothing (a warm-up run)
     compile_s = {name: common.compile_seconds(fn) for name, fn in fns.items()}
     compile_s |= {name: None for name in compile_s if name in TORCH_VARIANTS}
-    runs_loop, swept = loop(), one_sweep()
+    runs_loop = loop()
     loss_loop = np.stack([np.asarray(r.train_loss) for r in runs_loop])
-    loss_sweep = np.asarray(swept.train_loss[:, 0])
-    np.testing.assert_allclose(loss_sweep, loss_loop, rtol=2e-4, atol=2e-5)
-    for i, r in enumerate(runs_loop):
-        jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(
-            np.asarray(b)[i, 0], a, rtol=2e-3, atol=2e-4), r.params, swept.params)
+    sweeps = {name: fns[name]() for name in ("sweep_1dev", "sweep") if name in fns}
+    for swept in sweeps.values():  # the last is the sweep on every device
+        loss_sweep = np.asarray(swept.train_loss[:, 0])
+        np.testing.assert_allclose(loss_sweep, loss_loop, rtol=2e-4, atol=2e-5)
+        for i, r in enumerate(runs_loop):
+            jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(
+                np.asarray(b)[i, 0], a, rtol=2e-3, atol=2e-4), r.params, swept.params)
     diverged = np.asarray(swept.diverged_at[:, 0]) >= 0
     if with_torch and diverged.any():  # torch would carry the NaNs on: compare only if none
         raise AssertionError(f"{diverged.sum()} sweep members diverged; lower --lr-max")
@@ -332,7 +339,8 @@ def run(config: Config) -> dict:
     d, d_h, _, batch = CASES[config.cases[0]]
     peak = matmul_gflops((batch, d, max(config.ks) * d_h))
     results = []
-    n_variants = 2 + 2 * (config.torch and config.optimizer == "sgd" and _torch() is not None)
+    with_torch = config.torch and config.optimizer == "sgd" and _torch() is not None
+    n_variants = 2 + (len(jax.devices()) > 1) + 2 * with_torch
     total = len(config.cases) * len(config.ks) * config.repeats * 2 * n_variants
     with tqdm(total=total, desc="benchmark_sweep", unit="run", delay=3) as bar:
         for case in config.cases:
@@ -370,7 +378,8 @@ def table(res: dict, config: Config) -> str:
                                      res["sin_ns_per_element"].items())
                  + " (ns per element; error absolute)")
     names = list(res["results"][0]["median_s"]) if res["results"] else []
-    short = {"loop": "loop", "sweep": "sweep", "torch_bmm": "t.bmm", "torch_func": "t.func"}
+    short = {"loop": "loop", "sweep": "sweep", "sweep_1dev": "sw.1dev", "torch_bmm": "t.bmm",
+             "torch_func": "t.func"}
     lines.append(f"{'case':7s} {'K':>3s} " + " ".join(f"{short[n] + ' s':>8s}" for n in names)
                  + f" {'loop/sweep':>10s} {'torch/sweep':>11s} "
                  + " ".join(f"{'compile ' + short[n]:>14s}" for n in names)
@@ -392,12 +401,13 @@ def table(res: dict, config: Config) -> str:
         lines.append("torch vs jaxnets' sweep (max relative L2 params per member, max abs "
                      "loss per step): " + "; ".join(agree))
     lines.append("torch/sweep: the faster torch ensemble's median over the sweep's "
-                 "(> 1: the sweep is faster)")
+                 "(> 1: the sweep is faster); sweep: on every device, sw.1dev: on the first")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    config = tyro.cli(Config, args=argv)
+    config = tyro.cli(common.plain_help(Config), args=argv)
+    train.cpu_devices(config.cpu_devices or None)  # before anything runs on JAX
     res = run(config)
     print(table(res, config))
     if config.json:

@@ -53,7 +53,7 @@ GOAL = (0.9, 1.15)  # the median of sharpness / threshold after reaching it
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(common.RunFlags):
+class Config(common.SweepFlags):
     """Full-batch training of fc-tanh at several learning rates, sharpness tracked in the run."""
 
     optimizer: Literal["sgd", "adam"] = "sgd"

@@ -43,7 +43,7 @@ VariantName = Literal["minimax", "nonsaturating", "wgan-gp"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(common.RunFlags):
+class Config(common.SweepFlags):
     """GANs on the ring of Gaussians (every loss variant x seeds), and an MLP GAN on images."""
 
     variants: tuple[VariantName, ...] = ("minimax", "nonsaturating", "wgan-gp")

@@ -48,7 +48,7 @@ MODELS = {"sin_mlp": Model(sin_mlp.init, sin_mlp.loss, sin_mlp.metrics)}
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(common.RunFlags):
+class Config(common.SweepFlags):
     """Learning-rate sweep of each optimizer on one model, all seeds of a grid in one jit."""
 
     model: Literal["sin_mlp"] = "sin_mlp"

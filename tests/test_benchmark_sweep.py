@@ -15,7 +15,7 @@ from experiments import common
 def test_benchmark_sweep_runs_small_and_writes_its_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     bs.main(["--cases", "digits", "--ks", "2", "3", "--steps", "10", "--repeats", "1",
-             "--threads", "1", "--json", str(out)])
+             "--threads", "1", "--cpu-devices", "1", "--json", str(out)])
     printed = capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["data"] == {"digits": "digits"}
@@ -82,3 +82,27 @@ def test_torch_ensembles_agree_with_the_sweep_and_the_check_can_fail():
     for fn in shifted.values():
         with pytest.raises(AssertionError, match="torch differs from the sweep"):
             bs.agreement(params, loss, fn())
+
+
+@pytest.mark.slow  # a benchmark script in a fresh process (15 s)
+def test_benchmark_sweep_on_two_cpu_devices_times_the_sweep_on_one_beside_it(tmp_path):
+    """--cpu-devices 2: the sweep runs on both devices, and again on the first alone
+    (``sweep_1dev``); both agree with the loop (the script asserts it) and are timed."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, "-m", "experiments.benchmark_sweep", "--cases",
+                           "digits", "--ks", "4", "--steps", "10", "--repeats", "1",
+                           "--no-torch", "--cpu-devices", "2", "--json", str(out)],
+                          cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["machine"].endswith("2 device(s)")
+    (r,) = res["results"]
+    assert list(r["median_s"]) == ["loop", "sweep", "sweep_1dev"]
+    assert r["ratio_over_sweep"]["sweep_1dev"] == pytest.approx(
+        r["median_s"]["sweep_1dev"] / r["median_s"]["sweep"])
+    assert "sw.1dev" in done.stdout

@@ -54,6 +54,38 @@ def mesh_for(devices: list, n_hp: int, n_seed: int) -> Mesh:
     return Mesh(np.asarray(devices).reshape(d_hp, n // d_hp), ("hp", "seed"))
 
 
+def cpu_devices(n: int | None = None) -> int:
+    """Split this machine's CPU into ``n`` XLA devices (default: one per core this process may
+    use), so that ``sweep``, which shares its members out over all devices, runs them on every
+    core in parallel. Call it before JAX's first computation, which fixes the devices; calling
+    it again with the count already in use does nothing. Returns n.
+
+    Why: XLA:CPU parallelises each operation over its thread pool, which pays off for large
+    products but not for the many small per-member ones of a vmapped sweep; with one device per
+    core, each core runs whole members with no synchronisation between operations
+    (``experiments/benchmark_sweep.py``: on 2 cores the digits and MNIST sweeps run 1.2-1.9x
+    faster). A member's values then match its one-device run to float32 rounding (each device
+    compiles blocks of another shape), not bit for bit. Equivalent to setting the environment
+    variable JAX_NUM_CPU_DEVICES=n before starting Python.
+
+    Raises ValueError if n < 1, RuntimeError if JAX already runs with another number of CPU
+    devices.
+    """
+    n = len(os.sched_getaffinity(0)) if n is None else n
+    if n < 1:
+        raise ValueError(f"cpu_devices: n must be at least 1, got {n}")
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:  # JAX's backends are running: fine if they already have n CPU devices
+        have = len(jax.devices("cpu"))
+        if have != n:
+            raise RuntimeError(
+                f"cpu_devices({n}): JAX already runs with {have} CPU device(s); call it (or set "
+                f"JAX_NUM_CPU_DEVICES={n}) before the first JAX computation, in a new "
+                "process") from None
+    return n
+
+
 def default_memory_limit(device) -> int:
     """Bytes a sweep block may use on ``device``: 90% of an accelerator's memory; on CPU half
     the machine's RAM shared by its CPU devices."""
