@@ -133,9 +133,9 @@ class SweepFlags(RunFlags):
     cpu_devices: int | None = None
     """On CPU, split the machine into this many XLA devices (0: one per core) and run the
     sweep's members on all of them in parallel (jaxnets.train.cpu_devices): on 2 cores the
-    benchmark sweeps run 1.2-1.9x faster. A member's values then match a one-device run to
-    float32 rounding, not bit for bit. Default: JAX's own setting (one CPU device unless
-    JAX_NUM_CPU_DEVICES says more)."""
+    benchmark sweeps run 1.2-1.9x faster. A member's values then differ from a one-device run
+    by float32 rounding, which training can amplify (a GAN's, say). Default: JAX's own
+    setting (one CPU device unless JAX_NUM_CPU_DEVICES says more)."""
 
 
 RUN_RECORD = "run"  # config.json's key for what produced the run (not a flag)
