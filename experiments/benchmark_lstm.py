@@ -19,8 +19,12 @@ respect to all params, on the same random data (xs [B, T, d_x] and y [B, d_y] st
 - with torch installed, ``lstm torch.nn.LSTM`` and ``rnn torch.nn.RNN``: the same loss and
   backward on the same weights (W_x = weight_ih, W_h = weight_hh, b = bias_ih + bias_hh with
   bias_hh = 0, gates i, f, g, o; a ``torch.nn.Linear`` readout), on ``--threads`` threads.
-With ``--extras`` (default on), also timed: the LSTMs' loss alone (rows ``... [fwd]``), and
-the RNN's gradients alone, ``jax.grad(rnn.loss)`` and ``rnn.rnn_bptt`` (rows ``... [grad]``).
+With ``--cpu-devices N`` (the CPU split into N XLA devices, ``train.cpu_devices``; 0: one per
+core), also ``... [batch over devices]``: ours (autodiff, hand vjp, forward; the RNN's
+jax.grad) with the batch split over the devices (``batch_over_devices``), their ratios to torch
+reported without a goal. With ``--extras`` (default on), also timed: the LSTMs' loss alone
+(rows ``... [fwd]``), and the RNN's gradients alone, ``jax.grad(rnn.loss)`` and
+``rnn.rnn_bptt`` (rows ``... [grad]``).
 
 Before timing, the script checks that the variants agree: the flax and torch gradients, mapped
 onto ours (flax's with ``rnn.flax_lstm_params`` and W_y = kernel^T, c = bias for the readout),
@@ -51,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
-from jaxnets import losses
+from jaxnets import losses, train
 from jaxnets.models import rnn
 
 
@@ -90,6 +94,10 @@ class Config:
     """Also time torch.nn.LSTM and torch.nn.RNN (when torch is installed)."""
     threads: int | None = None
     """torch.set_num_threads (default os.cpu_count(), the threads XLA:CPU's pool uses)."""
+    cpu_devices: int | None = None
+    """Split the CPU into this many XLA devices first (jaxnets.train.cpu_devices; 0: one per
+    core). With several, also time ours with the batch split over them (rows "... [batch over
+    N devices]"). Default: JAX's own setting (one device)."""
     json: Path | None = None
     """Also write the figures (with date, machine, versions and config) to this JSON file."""
 
@@ -105,6 +113,10 @@ RATIOS = (
     ("lstm ours [fwd]", "lstm torch.nn.LSTM [fwd]", 1.0),
     ("rnn jax.grad", "rnn torch.nn.RNN", 1.0),
     ("rnn hand BPTT", "rnn torch.nn.RNN", 1.0),
+    ("lstm ours [batch over devices]", "lstm torch.nn.LSTM", None),
+    ("lstm ours (hand vjp) [batch over devices]", "lstm torch.nn.LSTM", None),
+    ("lstm ours [fwd] [batch over devices]", "lstm torch.nn.LSTM [fwd]", None),
+    ("rnn jax.grad [batch over devices]", "rnn torch.nn.RNN", None),
     ("lstm ours (hand vjp)", "lstm ours", None),
     ("lstm ours [fwd]", "lstm flax LSTMCell [fwd]", None),
     ("lstm ours [fwd]", "lstm flax OptimizedLSTMCell [fwd]", None),
@@ -123,7 +135,13 @@ AGREE = (
     ("lstm ours [fwd]", "lstm flax LSTMCell [fwd]"),
     ("lstm ours [fwd]", "lstm flax OptimizedLSTMCell [fwd]"),
     ("rnn jax.grad [grad]", "rnn hand BPTT [grad]"),
+    ("lstm ours", "lstm ours [batch over devices]"),
+    ("lstm ours", "lstm ours (hand vjp) [batch over devices]"),
+    ("lstm ours [fwd]", "lstm ours [fwd] [batch over devices]"),
+    ("rnn jax.grad", "rnn jax.grad [batch over devices]"),
 )
+# Ours with the batch split over the CPU devices (``--cpu-devices``): the variant it splits.
+SPLIT = ("lstm ours", "lstm ours (hand vjp)", "lstm ours [fwd]", "rnn jax.grad")
 FLAX_CELLS = {"LSTMCell": nn.LSTMCell, "OptimizedLSTMCell": nn.OptimizedLSTMCell}
 
 
@@ -194,7 +212,25 @@ def variants(config: Config) -> dict[str, Variant]:
             out |= make(config, params, batch)
             if torch is not None:
                 out |= torch_variants(torch, config, cell, params, batch)
+    if len(jax.devices()) > 1:
+        out |= {f"{name} [batch over devices]": dataclasses.replace(
+            out[name], fn=batch_over_devices(out[name].fn, jax.devices()))
+            for name in SPLIT if name in out}
     return out
+
+
+def batch_over_devices(fn: Callable, devices: list) -> Callable:
+    """``fn(params, batch)`` with the batch split over ``devices`` (``jax.shard_map``, B / n
+    sequences each, params replicated) and its outputs averaged over them (``pmean``): the same
+    loss and gradients as ``fn`` for a loss that is a mean over the batch."""
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+    P = jax.sharding.PartitionSpec
+
+    def local(params, batch):
+        return jax.tree.map(lambda a: jax.lax.pmean(a, "batch"), fn(params, batch))
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P(),
+                         check_vma=False)  # the scan's zero carry is not per-device
 
 
 def _torch():
@@ -380,6 +416,14 @@ def run(config: Config) -> dict:
                              f"got {getattr(config, name)}")
     if config.warmup < 0:
         raise ValueError(f"benchmark_lstm: --warmup must be >= 0, got {config.warmup}")
+    if config.cpu_devices is not None:
+        if config.cpu_devices < 0:
+            raise ValueError(f"benchmark_lstm: --cpu-devices must be 0 (one per core) or more, "
+                             f"got {config.cpu_devices}")
+        train.cpu_devices(config.cpu_devices or None)
+    if config.batch % len(jax.devices()):
+        raise ValueError(f"benchmark_lstm: --batch {config.batch} does not split over "
+                         f"{len(jax.devices())} devices")
     with jax.enable_x64(config.dtype == "float64"):
         res = bench(config)
     goals = [r["met"] for r in res["ratios"] if r["goal"] is not None]
@@ -403,12 +447,12 @@ def table(res: dict) -> str:
              f"tolerance {res['agreement_rtol']:.0e}):",
              *(f"  {k}: {e:.1e}" for k, e in res["agreement_max_rel_err"].items()),
              "",
-             f"{'variant':34s} {'pass':>7s} {'median ms':>10s} {'q25-q75 ms':>15s} "
+             f"{'variant':42s} {'pass':>7s} {'median ms':>10s} {'q25-q75 ms':>15s} "
              f"{'compile s':>9s}"]
     for r in res["rows"]:
         iqr = f"{r['q25_s'] * 1e3:.2f}-{r['q75_s'] * 1e3:.2f}"
         compile_s = "-" if r["compile_s"] is None else f"{r['compile_s']:.2f}"
-        lines.append(f"{r['variant']:34s} {r['pass']:>7s} {r['median_s'] * 1e3:10.2f} "
+        lines.append(f"{r['variant']:42s} {r['pass']:>7s} {r['median_s'] * 1e3:10.2f} "
                      f"{iqr:>15s} {compile_s:>9s}")
     lines += ["", f"{'ratio of medians':68s} {'ratio':>6s} {'goal':>7s}"]
     for r in res["ratios"]:

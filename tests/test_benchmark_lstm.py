@@ -32,7 +32,7 @@ def test_benchmark_lstm_runs_small_and_writes_its_json(tmp_path, capsys):
             "agreement_max_rel_err", "agreement_rtol", "all_goals_met"} <= set(res)
     assert res["config"] == {**SMALL, "models": ["lstm", "rnn"], "extras": True,
                              "dtype": "float32", "rtol": None, "seed": 0, "torch": True,
-                             "threads": None, "json": None}
+                             "threads": None, "cpu_devices": None, "json": None}
     rows = {r["variant"]: r for r in res["rows"]}
     assert set(rows) == VARIANTS | (TORCH_VARIANTS if HAS_TORCH else set())
     for name, r in rows.items():
@@ -122,3 +122,33 @@ def test_torch_lstm_and_rnn_compute_our_loss_and_gradients():
         with pytest.raises(bl.Disagreement, match="W_h"):
             bl.check_agreement({"lstm ours": outputs["lstm ours"],
                                 "lstm torch.nn.LSTM": (loss, swapped)}, 1e-10)
+
+
+@pytest.mark.slow  # a benchmark script in a fresh process (20 s)
+def test_benchmark_lstm_times_ours_with_the_batch_split_over_two_cpu_devices(tmp_path):
+    """--cpu-devices 2: the "[batch over devices]" rows, each agreeing with ours (the script
+    checks it before timing), and their ratios to torch; a batch that does not split is
+    refused."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, subprocess_env
+
+    def bench(*args):
+        return subprocess.run([sys.executable, "-m", "experiments.benchmark_lstm", *ARGV,
+                               "--cpu-devices", "2", *args], cwd=ROOT, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "bench.json"
+    done = bench("--json", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    res = json.loads(out.read_text())
+    split = {f"{name} [batch over devices]" for name in bl.SPLIT}
+    assert split <= {r["variant"] for r in res["rows"]}
+    checked = {f"{other} vs {ref}" for ref, other in bl.AGREE if other in split}
+    assert len(checked) == len(split)
+    assert all(res["agreement_max_rel_err"][k] < 1e-4 for k in checked)
+    if HAS_TORCH:
+        assert {r["numerator"] for r in res["ratios"]} >= split
+    odd = bench("--batch", "3")
+    assert odd.returncode == 1 and "--batch 3 does not split over 2 devices" in odd.stderr
