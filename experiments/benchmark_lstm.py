@@ -21,8 +21,8 @@ respect to all params, on the same random data (xs [B, T, d_x] and y [B, d_y] st
   bias_hh = 0, gates i, f, g, o; a ``torch.nn.Linear`` readout), on ``--threads`` threads.
 With ``--cpu-devices N`` (the CPU split into N XLA devices, ``train.cpu_devices``; 0: one per
 core), also ``... [batch over devices]``: ours (autodiff, hand vjp, forward; the RNN's
-jax.grad) with the batch split over the devices (``batch_over_devices``), their ratios to torch
-reported without a goal. With ``--extras`` (default on), also timed: the LSTMs' loss alone
+jax.grad) with the batch split over the devices (``train.batch_over_devices``), their ratios to
+torch reported without a goal. With ``--extras`` (default on), also timed: the LSTMs' loss alone
 (rows ``... [fwd]``), and the RNN's gradients alone, ``jax.grad(rnn.loss)`` and
 ``rnn.rnn_bptt`` (rows ``... [grad]``).
 
@@ -214,23 +214,9 @@ def variants(config: Config) -> dict[str, Variant]:
                 out |= torch_variants(torch, config, cell, params, batch)
     if len(jax.devices()) > 1:
         out |= {f"{name} [batch over devices]": dataclasses.replace(
-            out[name], fn=batch_over_devices(out[name].fn, jax.devices()))
+            out[name], fn=train.batch_over_devices(out[name].fn))
             for name in SPLIT if name in out}
     return out
-
-
-def batch_over_devices(fn: Callable, devices: list) -> Callable:
-    """``fn(params, batch)`` with the batch split over ``devices`` (``jax.shard_map``, B / n
-    sequences each, params replicated) and its outputs averaged over them (``pmean``): the same
-    loss and gradients as ``fn`` for a loss that is a mean over the batch."""
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
-    P = jax.sharding.PartitionSpec
-
-    def local(params, batch):
-        return jax.tree.map(lambda a: jax.lax.pmean(a, "batch"), fn(params, batch))
-
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P(),
-                         check_vma=False)  # the scan's zero carry is not per-device
 
 
 def _torch():

@@ -94,3 +94,81 @@ def test_lr_sweep_on_two_cpu_devices_matches_one_and_resumes(tmp_path):
     assert bad.returncode == 1
     assert "--cpu-devices must be 0 (one per core) or more, got -1" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+BATCH_SPLIT = textwrap.dedent("""
+    import json, pathlib, sys
+    from functools import partial
+    import jax
+    from jaxnets import optim, train
+    train.cpu_devices(2)
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+    from jaxnets.models import rnn, sin_mlp
+    tmp = pathlib.Path(sys.argv[1])
+    k = jax.random.split(jax.random.key(0), 6)
+    rel = lambda a, b: max(float(jnp.linalg.norm(jnp.ravel(u - v)) / jnp.linalg.norm(jnp.ravel(v)))
+                           for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    out = {}
+    # an LSTM's summed per-step MSE (a mean over sequences) and the sin-MLP's cross-entropy
+    lstm = rnn.init(k[0], 3, 5, 2, cell="lstm", dtype=jnp.float64)
+    seqs = (jax.random.normal(k[1], (6, 7, 3)), jax.random.normal(k[2], (6, 7, 2)))
+    mlp = sin_mlp.init(k[3], d=4, d_h=8, m=3, dtype=jnp.float64)
+    rows = (jax.random.normal(k[4], (10, 4)), jax.random.randint(k[5], (10,), 0, 3))
+    cases = {"lstm": (partial(rnn.loss, kind="mse", target="sequence"), lstm, seqs),
+             "sin_mlp": (sin_mlp.loss, mlp, rows)}
+    for name, (loss, params, batch) in cases.items():
+        want = jax.value_and_grad(loss)(params, batch)
+        split = jax.value_and_grad(train.batch_over_devices(loss))
+        out[name] = max(rel(split(params, batch), want), rel(jax.jit(split)(params, batch), want))
+    # fit on the split loss: the plain loss's run; checkpointed, resumed bit for bit
+    kw = dict(init=partial(sin_mlp.init, d=4, d_h=8, m=3, dtype=jnp.float64),
+              optimizer=optim.get("momentum"), steps=30, batch_size=4, eval_every=10)
+    split = train.batch_over_devices(sin_mlp.loss)
+    plain = train.fit(jax.random.key(1), 0.3, rows, loss=sin_mlp.loss, **kw)
+    run = lambda: train.fit(jax.random.key(1), 0.3, rows, loss=split, checkpoint_dir=tmp, **kw)
+    first = run()
+    max(tmp.glob("step-*.ckpt")).unlink()
+    resumed = run()
+    out["fit"] = rel((first.params, first.train_loss), (plain.params, plain.train_loss))
+    out["resumed_from"] = resumed.checkpoint.resumed_from
+    out["resumed_same"] = all(bool(jnp.array_equal(u, v)) for u, v in zip(
+        jax.tree.leaves((first.params, first.train_loss)),
+        jax.tree.leaves((resumed.params, resumed.train_loss))))
+    try:
+        split(mlp, (rows[0][:5], rows[1][:5]))
+        out["odd"] = None
+    except ValueError as e:
+        out["odd"] = str(e)
+    print(json.dumps(out))
+""")
+
+
+def test_batch_over_devices_gives_the_loss_and_gradient_and_trains_with_fit(tmp_path):
+    """float64, two CPU devices: the split loss's value and gradient equal the loss's (an LSTM
+    over sequences, the sin-MLP), jitted and not; ``fit`` on it equals ``fit`` on the loss and
+    resumes from its checkpoint bit for bit; a batch that does not split is refused."""
+    out = subprocess.run([sys.executable, "-c", BATCH_SPLIT, str(tmp_path)],
+                         env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["lstm"] <= 1e-12 and res["sin_mlp"] <= 1e-12
+    assert res["fit"] <= 1e-10
+    assert res["resumed_from"] == 2 and res["resumed_same"]  # chunks of 10 steps
+    assert "divisible by the 2 devices" in res["odd"] and "(5, 4)" in res["odd"]
+
+
+def test_batch_over_one_device_is_the_loss():
+    from functools import partial
+
+    from jaxnets.models import rnn
+    loss = partial(rnn.loss, kind="mse", target="last")
+    params = rnn.init(jax.random.key(0), 3, 4, 1)
+    batch = (jax.random.normal(jax.random.key(1), (5, 6, 3)),
+             jax.random.normal(jax.random.key(2), (5, 1)))
+    split = train.batch_over_devices(loss, jax.devices()[:1])
+    want, got = jax.value_and_grad(loss)(params, batch), jax.value_and_grad(split)(params, batch)
+    for u, v in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert jax.numpy.allclose(u, v, rtol=1e-6, atol=1e-7)

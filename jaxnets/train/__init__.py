@@ -24,6 +24,7 @@ from jaxnets.train.driver import (
 )
 from jaxnets.train.plan import (
                                   CPU_BLOCK_STATE_BYTES,
+                                  batch_over_devices,
                                   cpu_devices,
                                   default_members_per_block,
                                   default_memory_limit,
@@ -54,11 +55,11 @@ from jaxnets.train.step import (
 )
 
 __all__ = [
-    "AUGMENT_STREAM", "CPU_BLOCK_STATE_BYTES", "AugmentFn", "Batch", "DivergenceError",
-    "EvalFn", "FitResult", "Hparams", "LossFn", "LossMetric", "RunSpec", "Step", "cpu_devices",
-    "SupervisedStep", "SweepResult", "Tracker", "TrainState", "augment_key", "chunk_indices",
-    "default_members_per_block", "default_memory_limit", "drive", "evaluate_all",
-    "extract_member", "fit", "init_state", "make_spec", "member_checkpoint",
-    "minibatch_indices", "raise_if_diverged", "sweep", "train_chunk", "train_chunks",
-    "train_step", "validate_run", "validate_spec",
+    "AUGMENT_STREAM", "AugmentFn", "Batch", "CPU_BLOCK_STATE_BYTES", "DivergenceError", "EvalFn",
+    "FitResult", "Hparams", "LossFn", "LossMetric", "RunSpec", "Step", "SupervisedStep",
+    "SweepResult", "Tracker", "TrainState", "augment_key", "batch_over_devices", "chunk_indices",
+    "cpu_devices", "default_members_per_block", "default_memory_limit", "drive", "evaluate_all",
+    "extract_member", "fit", "init_state", "make_spec", "member_checkpoint", "minibatch_indices",
+    "raise_if_diverged", "sweep", "train_chunk", "train_chunks", "train_step", "validate_run",
+    "validate_spec",
 ]

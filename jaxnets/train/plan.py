@@ -87,6 +87,39 @@ def cpu_devices(n: int | None = None) -> int:
     return n
 
 
+def batch_over_devices(fn: Callable, devices: list | None = None) -> Callable:
+    """``fn(params, batch)`` with the batch split over ``devices`` (default: all), data
+    parallel: each device computes ``fn`` on its B / n rows (``jax.shard_map``, params
+    replicated) and the outputs are averaged over the devices (``pmean``).
+
+    For a loss that is a mean over the batch (every jaxnets loss), the value and its gradient
+    are the loss's own, to float32 rounding; pass it as ``fit(loss=batch_over_devices(loss))``,
+    with the CPU split first (``cpu_devices``): on 2 cores an LSTM's loss and gradient at batch
+    64 ran 1.8x faster (``experiments/benchmark_lstm.py --cpu-devices 0``). Every leaf of the batch
+    is split along its first axis, which must divide by the number of devices (ValueError when
+    traced otherwise). For ``fit``; a ``sweep`` already shares its members out over the devices.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = Mesh(np.asarray(devices), ("batch",))
+
+    def local(params, batch):
+        return jax.tree.map(lambda a: jax.lax.pmean(a, "batch"), fn(params, batch))
+
+    split = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("batch")), out_specs=P(),
+                          check_vma=False)  # a scan's zero carry is not marked per-device
+
+    def over_devices(params, batch):
+        rows = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(batch)}
+        if len(rows) != 1 or None in rows or rows.pop() % len(devices):
+            shapes = [np.shape(a) for a in jax.tree.leaves(batch)]
+            raise ValueError(f"batch_over_devices: every leaf of the batch needs the same "
+                             f"number of rows, divisible by the {len(devices)} devices; got "
+                             f"shapes {shapes}")
+        return split(params, batch)
+
+    return over_devices
+
+
 def default_memory_limit(device) -> int:
     """Bytes a sweep block may use on ``device``: 90% of an accelerator's memory; on CPU half
     the machine's RAM shared by its CPU devices."""
