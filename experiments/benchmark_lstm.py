@@ -97,7 +97,7 @@ class Config:
     cpu_devices: int | None = None
     """Split the CPU into this many XLA devices first (jaxnets.train.cpu_devices; 0: one per
     core). With several, also time ours with the batch split over them (rows "... [batch over
-    N devices]"). Default: JAX's own setting (one device)."""
+    devices]"). Default: JAX's own setting (one device)."""
     json: Path | None = None
     """Also write the figures (with date, machine, versions and config) to this JSON file."""
 

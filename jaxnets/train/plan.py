@@ -72,7 +72,8 @@ def cpu_devices(n: int | None = None) -> int:
     Raises ValueError if n < 1, RuntimeError if JAX already runs with another number of CPU
     devices.
     """
-    n = len(os.sched_getaffinity(0)) if n is None else n
+    if n is None:  # the cores this process may use (Linux), else all of them
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if n < 1:
         raise ValueError(f"cpu_devices: n must be at least 1, got {n}")
     try:
@@ -92,8 +93,9 @@ def batch_over_devices(fn: Callable, devices: list | None = None) -> Callable:
     parallel: each device computes ``fn`` on its B / n rows (``jax.shard_map``, params
     replicated) and the outputs are averaged over the devices (``pmean``).
 
-    For a loss that is a mean over the batch (every jaxnets loss), the value and its gradient
-    are the loss's own, to float32 rounding; pass it as ``fit(loss=batch_over_devices(loss))``,
+    For a loss that is a mean of per-example terms (every model loss in jaxnets; not one that
+    uses statistics of the whole batch, such as batch norm's), the value and its gradient are
+    the loss's own, to float32 rounding; pass it as ``fit(loss=batch_over_devices(loss))``,
     with the CPU split first (``cpu_devices``): on 2 cores an LSTM's loss and gradient at batch
     64 ran 1.8x faster (``experiments/benchmark_lstm.py --cpu-devices 0``). Every leaf of the batch
     is split along its first axis, which must divide by the number of devices (ValueError when
