@@ -21,8 +21,9 @@ respect to all params, on the same random data (xs [B, T, d_x] and y [B, d_y] st
   bias_hh = 0, gates i, f, g, o; a ``torch.nn.Linear`` readout), on ``--threads`` threads.
 With ``--cpu-devices N`` (the CPU split into N XLA devices, ``train.cpu_devices``; 0: one per
 core), also ``... [batch over devices]``: ours (autodiff, hand vjp, forward; the RNN's
-jax.grad) with the batch split over the devices (``train.batch_over_devices``), their ratios to
-torch reported without a goal. With ``--extras`` (default on), also timed: the LSTMs' loss alone
+jax.grad) with the batch split over the devices (``train.batch_over_devices``; params and batch
+placed over the devices once, ``train.put_over_devices``, as a training loop's are), their ratios
+to torch reported without a goal. With ``--extras`` (default on), also timed: the LSTMs' loss alone
 (rows ``... [fwd]``), and the RNN's gradients alone, ``jax.grad(rnn.loss)`` and
 ``rnn.rnn_bptt`` (rows ``... [grad]``).
 
@@ -214,7 +215,8 @@ def variants(config: Config) -> dict[str, Variant]:
                 out |= torch_variants(torch, config, cell, params, batch)
     if len(jax.devices()) > 1:
         out |= {f"{name} [batch over devices]": dataclasses.replace(
-            out[name], fn=train.batch_over_devices(out[name].fn))
+            out[name], fn=train.batch_over_devices(out[name].fn),
+            args=train.put_over_devices(*out[name].args))  # placed as a training loop's are
             for name in SPLIT if name in out}
     return out
 

@@ -62,6 +62,47 @@ def test_cpu_devices_splits_the_cpu_and_a_sweep_runs_on_every_device():
     assert res["vs_one_device"] <= 1e-5
 
 
+DOTS = textwrap.dedent("""
+    import json, os, sys
+    from jaxnets import train
+    train.cpu_devices(int(sys.argv[1]))
+    import jax, jax.numpy as jnp
+    hlo = jax.jit(jnp.matmul).lower(jnp.ones((64, 128)), jnp.ones((128, 512))).compile()
+    print(json.dumps({"ynn": "ynn" in hlo.as_text(), "env": os.environ.get("XLA_FLAGS"),
+                      "devices": len(jax.devices())}))
+""")
+
+
+def _dots(n: int, xla_flags: str | None) -> dict:
+    env = subprocess_env()
+    env.pop("XLA_FLAGS", None)
+    env |= {"XLA_FLAGS": xla_flags} if xla_flags is not None else {}
+    out = subprocess.run([sys.executable, "-c", DOTS, str(n)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_devices_puts_the_products_on_eigen_unless_told_otherwise():
+    """With several devices the CPU's products leave YNNPACK (``train.plan.EIGEN_DOTS_FLAG``)
+    and XLA_FLAGS is left as it was; one device, or XLA_FLAGS choosing the library itself,
+    keeps this jaxlib's default."""
+    if not train.plan._xla_knows(train.plan.EIGEN_DOTS_FLAG):
+        pytest.skip("this jaxlib has no YNNPACK fusion flag")
+    one = _dots(1, None)
+    if not one["ynn"]:
+        pytest.skip("this jaxlib does not run products on YNNPACK by default")
+    assert one == {"ynn": True, "env": None, "devices": 1}
+    assert _dots(2, None) == {"ynn": False, "env": None, "devices": 2}
+    mine = "--xla_cpu_experimental_ynn_fusion_type=individual_dot"
+    assert _dots(2, mine) == {"ynn": True, "env": mine, "devices": 2}
+
+
+def test_xla_knows_its_flags_only():
+    assert train.plan._xla_knows("--xla_cpu_multi_thread_eigen=false")
+    assert not train.plan._xla_knows("--xla_cpu_no_such_flag_in_any_jaxlib=1")
+
+
 SMALL = ["--optimizers", "sgd", "--lr-min", "0.01", "--lr-max", "0.3", "--count", "3",
          "--seeds", "2", "--steps", "40", "--eval-every", "20", "--hidden", "16"]
 
@@ -136,6 +177,13 @@ BATCH_SPLIT = textwrap.dedent("""
     out["resumed_same"] = all(bool(jnp.array_equal(u, v)) for u, v in zip(
         jax.tree.leaves((first.params, first.train_loss)),
         jax.tree.leaves((resumed.params, resumed.train_loss))))
+    # placed once (params on every device, rows split): the same value and gradient
+    params, batch = train.put_over_devices(mlp, rows)
+    out["placed"] = rel(jax.jit(jax.value_and_grad(split))(params, batch),
+                        jax.value_and_grad(sin_mlp.loss)(mlp, rows))
+    out["replicated"] = all(a.sharding.is_fully_replicated and len(a.sharding.device_set) == 2
+                            for a in jax.tree.leaves(params))
+    out["shards"] = [list(a.sharding.shard_shape(a.shape)) for a in batch]
     try:
         split(mlp, (rows[0][:5], rows[1][:5]))
         out["odd"] = None
@@ -148,7 +196,8 @@ BATCH_SPLIT = textwrap.dedent("""
 def test_batch_over_devices_gives_the_loss_and_gradient_and_trains_with_fit(tmp_path):
     """float64, two CPU devices: the split loss's value and gradient equal the loss's (an LSTM
     over sequences, the sin-MLP), jitted and not; ``fit`` on it equals ``fit`` on the loss and
-    resumes from its checkpoint bit for bit; a batch that does not split is refused."""
+    resumes from its checkpoint bit for bit; ``put_over_devices`` replicates the params and
+    splits the rows, with the same result; a batch that does not split is refused."""
     out = subprocess.run([sys.executable, "-c", BATCH_SPLIT, str(tmp_path)],
                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
@@ -157,6 +206,7 @@ def test_batch_over_devices_gives_the_loss_and_gradient_and_trains_with_fit(tmp_
     assert res["lstm"] <= 1e-12 and res["sin_mlp"] <= 1e-12
     assert res["fit"] <= 1e-10
     assert res["resumed_from"] == 2 and res["resumed_same"]  # chunks of 10 steps
+    assert res["placed"] <= 1e-12 and res["replicated"] and res["shards"] == [[5, 4], [5]]
     assert "divisible by the 2 devices" in res["odd"] and "(5, 4)" in res["odd"]
 
 

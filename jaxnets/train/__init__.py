@@ -28,6 +28,7 @@ from jaxnets.train.plan import (
                                   cpu_devices,
                                   default_members_per_block,
                                   default_memory_limit,
+                                  put_over_devices,
 )
 from jaxnets.train.step import (
                                   AUGMENT_STREAM,
@@ -60,6 +61,6 @@ __all__ = [
     "SweepResult", "Tracker", "TrainState", "augment_key", "batch_over_devices", "chunk_indices",
     "cpu_devices", "default_members_per_block", "default_memory_limit", "drive", "evaluate_all",
     "extract_member", "fit", "init_state", "make_spec", "member_checkpoint", "minibatch_indices",
-    "raise_if_diverged", "sweep", "train_chunk", "train_chunks", "train_step", "validate_run",
-    "validate_spec",
+    "put_over_devices", "raise_if_diverged", "sweep", "train_chunk", "train_chunks", "train_step",
+    "validate_run", "validate_spec",
 ]

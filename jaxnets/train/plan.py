@@ -9,16 +9,19 @@ device; ``Blocks`` runs them one after another and assembles the grid.
 
 from __future__ import annotations
 
+import glob
+import mmap
 import os
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import Any, NamedTuple
 
 import jax
+import jaxlib
 import numpy as np
 from jax import Array
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnets.train import multihost
@@ -67,7 +70,8 @@ def cpu_devices(n: int | None = None) -> int:
     faster). A member's values then differ from its one-device run by float32 rounding (each
     device compiles blocks of another shape), which training can amplify: below 1e-5 for the
     sin-MLP's losses, 1e-3 for a GAN's after 200 steps. Equivalent to setting the environment
-    variable JAX_NUM_CPU_DEVICES=n before starting Python.
+    variable JAX_NUM_CPU_DEVICES=n before starting Python, plus, for n > 1, the matrix
+    products on Eigen instead of YNNPACK (``_eigen_dots``).
 
     Raises ValueError if n < 1, RuntimeError if JAX already runs with another number of CPU
     devices.
@@ -78,6 +82,8 @@ def cpu_devices(n: int | None = None) -> int:
         raise ValueError(f"cpu_devices: n must be at least 1, got {n}")
     try:
         jax.config.update("jax_num_cpu_devices", n)
+        if n > 1:
+            _eigen_dots()
     except RuntimeError:  # JAX's backends are running: fine if they already have n CPU devices
         have = len(jax.devices("cpu"))
         if have != n:
@@ -86,6 +92,53 @@ def cpu_devices(n: int | None = None) -> int:
                 f"JAX_NUM_CPU_DEVICES={n}) before the first JAX computation, in a new "
                 "process") from None
     return n
+
+
+# With several CPU devices, XLA:CPU's YNNPACK products ran at about half their one-device speed,
+# and Eigen's kept theirs: an LSTM's forward at batch 256 split over 2 devices took 34 ms with
+# YNNPACK and 21 ms with Eigen, the digits sweep 0.79 s and 0.72 s at K = 64
+# (docs/benchmarks.md). XLA reads XLA_FLAGS when its backend starts, and aborts the process on
+# a flag it does not know.
+EIGEN_DOTS_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"
+
+
+def _xla_knows(flag: str) -> bool:
+    """Whether this jaxlib's XLA has ``flag`` (its name is in jaxlib's libraries)."""
+    name = flag.lstrip("-").split("=")[0].encode()
+    for lib in glob.glob(os.path.join(os.path.dirname(jaxlib.__file__), "*.so")):
+        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            if m.find(name) >= 0:
+                return True
+    return False
+
+
+def _eigen_dots() -> None:
+    """Start JAX's backends with the CPU's matrix products on Eigen (``EIGEN_DOTS_FLAG``),
+    unless XLA_FLAGS already chooses their library or this XLA lacks the flag; XLA_FLAGS is
+    left as it was, for child processes."""
+    before = os.environ.get("XLA_FLAGS")
+    if "ynn_fusion_type" in (before or "") or not _xla_knows(EIGEN_DOTS_FLAG):
+        return
+    os.environ["XLA_FLAGS"] = f"{before or ''} {EIGEN_DOTS_FLAG}".strip()
+    try:
+        jax.devices()
+    finally:
+        if before is None:
+            del os.environ["XLA_FLAGS"]
+        else:
+            os.environ["XLA_FLAGS"] = before
+
+
+def put_over_devices(params: PyTree, batch: PyTree, devices: list | None = None
+                     ) -> tuple[PyTree, PyTree]:
+    """``params`` copied to every device and ``batch`` split by rows over them: where a jitted
+    ``batch_over_devices(fn)`` wants its arguments. Arrays on one device are resharded at every
+    call instead (on CPU about 0.2 ms a leaf), so a function called from Python in a loop
+    should get its arguments placed once; ``fit`` needs nothing, as its batches are drawn
+    inside the compiled run."""
+    mesh = Mesh(np.asarray(list(jax.devices() if devices is None else devices)), ("batch",))
+    return (jax.device_put(params, NamedSharding(mesh, P())),
+            jax.device_put(batch, NamedSharding(mesh, P("batch"))))
 
 
 def batch_over_devices(fn: Callable, devices: list | None = None) -> Callable:
@@ -97,7 +150,8 @@ def batch_over_devices(fn: Callable, devices: list | None = None) -> Callable:
     uses statistics of the whole batch, such as batch norm's), the value and its gradient are
     the loss's own, to float32 rounding; pass it as ``fit(loss=batch_over_devices(loss))``,
     with the CPU split first (``cpu_devices``): on 2 cores an LSTM's loss and gradient at batch
-    64 ran 1.8x faster (``experiments/benchmark_lstm.py --cpu-devices 0``). Every leaf of the batch
+    64 ran 1.6x (autodiff) to 2.0x (hand backward) faster
+    (``experiments/benchmark_lstm.py --cpu-devices 0``). Every leaf of the batch
     is split along its first axis, which must divide by the number of devices (ValueError when
     traced otherwise). For ``fit``; a ``sweep`` already shares its members out over the devices.
     """
