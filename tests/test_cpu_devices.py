@@ -189,6 +189,11 @@ BATCH_SPLIT = textwrap.dedent("""
         out["odd"] = None
     except ValueError as e:
         out["odd"] = str(e)
+    try:
+        train.put_over_devices(mlp, (rows[0][:5], rows[1][:5]))
+        out["odd_put"] = None
+    except ValueError as e:
+        out["odd_put"] = str(e)
     print(json.dumps(out))
 """)
 
@@ -197,7 +202,7 @@ def test_batch_over_devices_gives_the_loss_and_gradient_and_trains_with_fit(tmp_
     """float64, two CPU devices: the split loss's value and gradient equal the loss's (an LSTM
     over sequences, the sin-MLP), jitted and not; ``fit`` on it equals ``fit`` on the loss and
     resumes from its checkpoint bit for bit; ``put_over_devices`` replicates the params and
-    splits the rows, with the same result; a batch that does not split is refused."""
+    splits the rows, with the same result; a batch that does not split is refused by both."""
     out = subprocess.run([sys.executable, "-c", BATCH_SPLIT, str(tmp_path)],
                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
@@ -208,6 +213,7 @@ def test_batch_over_devices_gives_the_loss_and_gradient_and_trains_with_fit(tmp_
     assert res["resumed_from"] == 2 and res["resumed_same"]  # chunks of 10 steps
     assert res["placed"] <= 1e-12 and res["replicated"] and res["shards"] == [[5, 4], [5]]
     assert "divisible by the 2 devices" in res["odd"] and "(5, 4)" in res["odd"]
+    assert res["odd_put"].startswith("put_over_devices:") and "(5, 4)" in res["odd_put"]
 
 
 def test_batch_over_one_device_is_the_loss():

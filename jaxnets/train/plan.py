@@ -129,14 +129,25 @@ def _eigen_dots() -> None:
             os.environ["XLA_FLAGS"] = before
 
 
+def _check_rows(batch: PyTree, n: int, where: str) -> None:
+    """Every leaf of ``batch`` has the same number of rows, divisible by ``n`` devices."""
+    rows = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(batch)}
+    if len(rows) != 1 or None in rows or rows.pop() % n:
+        shapes = [np.shape(a) for a in jax.tree.leaves(batch)]
+        raise ValueError(f"{where}: every leaf of the batch needs the same number of rows, "
+                         f"divisible by the {n} devices; got shapes {shapes}")
+
+
 def put_over_devices(params: PyTree, batch: PyTree, devices: list | None = None
                      ) -> tuple[PyTree, PyTree]:
     """``params`` copied to every device and ``batch`` split by rows over them: where a jitted
     ``batch_over_devices(fn)`` wants its arguments. Arrays on one device are resharded at every
     call instead (on CPU about 0.2 ms a leaf), so a function called from Python in a loop
     should get its arguments placed once; ``fit`` needs nothing, as its batches are drawn
-    inside the compiled run."""
-    mesh = Mesh(np.asarray(list(jax.devices() if devices is None else devices)), ("batch",))
+    inside the compiled run. A batch that does not split over the devices: ValueError."""
+    devices = list(jax.devices() if devices is None else devices)
+    _check_rows(batch, len(devices), "put_over_devices")
+    mesh = Mesh(np.asarray(devices), ("batch",))
     return (jax.device_put(params, NamedSharding(mesh, P())),
             jax.device_put(batch, NamedSharding(mesh, P("batch"))))
 
@@ -165,12 +176,7 @@ def batch_over_devices(fn: Callable, devices: list | None = None) -> Callable:
                           check_vma=False)  # a scan's zero carry is not marked per-device
 
     def over_devices(params, batch):
-        rows = {np.shape(a)[0] if np.ndim(a) else None for a in jax.tree.leaves(batch)}
-        if len(rows) != 1 or None in rows or rows.pop() % len(devices):
-            shapes = [np.shape(a) for a in jax.tree.leaves(batch)]
-            raise ValueError(f"batch_over_devices: every leaf of the batch needs the same "
-                             f"number of rows, divisible by the {len(devices)} devices; got "
-                             f"shapes {shapes}")
+        _check_rows(batch, len(devices), "batch_over_devices")
         return split(params, batch)
 
     return over_devices
